@@ -1,0 +1,1 @@
+"""Command-line interface (click). ``atomizer --help`` lists the jobs."""

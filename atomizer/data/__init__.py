@@ -1,0 +1,1 @@
+"""atomizer.data (work in progress)."""

@@ -1,0 +1,1 @@
+"""atomizer.encoders (work in progress)."""

@@ -1,0 +1,1 @@
+"""atomizer.evaluation (work in progress)."""

@@ -1,0 +1,1 @@
+"""atomizer.models (work in progress)."""

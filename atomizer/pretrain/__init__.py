@@ -1,0 +1,1 @@
+"""atomizer.pretrain (work in progress)."""

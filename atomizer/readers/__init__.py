@@ -1,0 +1,1 @@
+"""atomizer.readers (work in progress)."""

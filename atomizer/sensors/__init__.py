@@ -1,0 +1,52 @@
+"""Sensor specs: the pydantic models, YAML loading, and the registry."""
+
+from __future__ import annotations
+
+from atomizer.sensors.loader import read_raw_spec, spec_to_dict, spec_to_yaml, validate_raw
+from atomizer.sensors.registry import SensorRegistry
+from atomizer.sensors.spec import Band, BandStats, SensorSpec, SpectralResponse, StacHints
+
+__all__ = [
+    "Band",
+    "BandStats",
+    "SensorRegistry",
+    "SensorSpec",
+    "SpectralResponse",
+    "StacHints",
+    "get_sensor",
+    "load_spec_file",
+    "spec_to_dict",
+    "spec_to_yaml",
+]
+
+
+def get_sensor(name_or_path, host=None) -> SensorSpec:
+    """A spec by registry id / alias, or from a YAML file path (which may ``extends:`` a known id)."""
+    from pathlib import Path
+
+    from atomizer.plugins.host import default_host
+
+    host = host or default_host()
+    text = str(name_or_path)
+    if text.endswith((".yaml", ".yml")) or Path(text).is_file():
+        return load_spec_file(text, registry=host.sensor_registry(strict=False))
+    return host.sensors.get(text)
+
+
+def load_spec_file(path, registry: SensorRegistry | None = None) -> SensorSpec:
+    """Read and validate one YAML spec; ``extends:`` is resolved against ``registry``."""
+    from atomizer.sensors.loader import merge_extends
+    from atomizer.errors import SpecError
+
+    raw = read_raw_spec(path)
+    parent_id = raw.data.get("extends")
+    if parent_id is None:
+        return validate_raw(raw)
+    if registry is None:
+        from atomizer.plugins.host import default_host
+
+        registry = default_host().sensor_registry(strict=False)
+    if parent_id not in registry:
+        raise SpecError(f"{raw.origin}: extends: unknown sensor {parent_id!r}", source=raw.origin)
+    parent = spec_to_dict(registry.get(parent_id))
+    return validate_raw(raw, merge_extends(raw, parent))

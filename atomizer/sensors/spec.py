@@ -1,0 +1,236 @@
+"""Pydantic models of a sensor: :class:`Band` and :class:`SensorSpec`.
+
+Units live in the field names: wavelengths in nanometres, ground sampling distance in metres.
+The models are strict (unknown keys are rejected) and frozen (a spec never changes once loaded).
+Validation is physical as well as structural: it catches the usual unit slips (micrometres written
+where nanometres belong, a FWHM wider than its centre, a common name that disagrees with the centre).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Valid centre wavelengths, in nm. Anything below is almost certainly micrometres (0.665) and
+#: anything above is outside the optical / thermal range this toolkit models.
+MIN_CENTER_NM = 300.0
+MAX_CENTER_NM = 15000.0
+
+#: STAC ``eo`` common names and the wavelength range (nm) they stand for (STAC eo extension v2 /
+#: STAC 1.1 band common-name table). A spec band whose centre is outside its common name's range
+#: (beyond :data:`COMMON_NAME_TOLERANCE_NM`) is rejected.
+COMMON_NAME_RANGES_NM: dict[str, tuple[float, float]] = {
+    "pan": (400.0, 1000.0),
+    "coastal": (400.0, 450.0),
+    "blue": (450.0, 530.0),
+    "green": (510.0, 600.0),
+    "yellow": (580.0, 620.0),
+    "red": (620.0, 690.0),
+    "rededge": (690.0, 790.0),
+    "rededge071": (690.0, 730.0),
+    "rededge075": (730.0, 760.0),
+    "rededge078": (760.0, 800.0),
+    "nir": (750.0, 1000.0),
+    "nir08": (750.0, 900.0),
+    "nir09": (850.0, 1050.0),
+    "cirrus": (1350.0, 1400.0),
+    "swir12": (1190.0, 1260.0),
+    "swir16": (1550.0, 1750.0),
+    "swir22": (2080.0, 2350.0),
+    "lwir": (10400.0, 12500.0),
+    "lwir11": (10400.0, 11500.0),
+    "lwir12": (11500.0, 12510.0),
+}
+COMMON_NAME_TOLERANCE_NM = 15.0
+
+Modality = Literal["optical", "thermal", "sar"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class SpectralResponse(_Strict):
+    """A tabulated relative spectral response: ``value[i]`` at ``wavelength_nm[i]`` (ascending)."""
+
+    wavelength_nm: list[float] = Field(min_length=2)
+    value: list[float] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _check(self) -> SpectralResponse:
+        if len(self.wavelength_nm) != len(self.value):
+            raise ValueError(
+                f"wavelength_nm has {len(self.wavelength_nm)} entries but value has "
+                f"{len(self.value)}; give one response value per wavelength"
+            )
+        if any(b <= a for a, b in zip(self.wavelength_nm, self.wavelength_nm[1:])):
+            raise ValueError("wavelength_nm must be strictly increasing")
+        if any((not math.isfinite(v)) or v < 0 for v in self.value):
+            raise ValueError("response values must be finite and >= 0")
+        if max(self.value) <= 0:
+            raise ValueError("response is zero everywhere; give at least one positive value")
+        return self
+
+
+class BandStats(_Strict):
+    """Normalisation statistics of a band's physical values (after scale/offset)."""
+
+    mean: float
+    std: float = Field(gt=0)
+
+
+class Band(_Strict):
+    """One spectral band of a sensor."""
+
+    name: str = Field(min_length=1, description="Band name as the agency writes it, e.g. B04.")
+    common_name: str | None = Field(
+        default=None, description="STAC eo common name (blue, red, nir08, ...), if one applies."
+    )
+    description: str | None = None
+    center_wavelength_nm: float = Field(description="Centre wavelength in nanometres.")
+    fwhm_nm: float = Field(gt=0, description="Full width at half maximum in nanometres.")
+    gsd_m: float = Field(gt=0, description="Native ground sampling distance in metres.")
+    response: SpectralResponse | None = None
+    scale: float | None = Field(default=None, description="physical = DN * scale + offset")
+    offset: float | None = None
+    nodata: float | None = Field(default=None, description="Digital number that marks no data.")
+    stats: BandStats | None = None
+    asset_keys: list[str] = Field(
+        default_factory=list, description="STAC asset keys that hold this band, most likely first."
+    )
+
+    @field_validator("center_wavelength_nm")
+    @classmethod
+    def _center_in_range(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("center_wavelength_nm must be a finite number of nanometres")
+        if v < MIN_CENTER_NM or v > MAX_CENTER_NM:
+            hint = ""
+            if 0.3 <= v <= 15.0:
+                hint = f"; it looks like micrometres: write {v * 1000:g} (nm) instead of {v:g}"
+            raise ValueError(
+                f"centre wavelength {v:g} nm is outside {MIN_CENTER_NM:g}-{MAX_CENTER_NM:g} nm{hint}"
+            )
+        return v
+
+    @field_validator("common_name")
+    @classmethod
+    def _known_common_name(cls, v: str | None) -> str | None:
+        if v is not None and v not in COMMON_NAME_RANGES_NM:
+            known = ", ".join(sorted(COMMON_NAME_RANGES_NM))
+            raise ValueError(f"unknown STAC common name {v!r}; use one of: {known}, or leave it out")
+        return v
+
+    @model_validator(mode="after")
+    def _physical(self) -> Band:
+        if self.fwhm_nm >= self.center_wavelength_nm:
+            raise ValueError(
+                f"fwhm_nm {self.fwhm_nm:g} is not below the centre {self.center_wavelength_nm:g} nm; "
+                "a band is narrower than its centre wavelength (check the units: both in nm)"
+            )
+        if self.common_name is not None:
+            lo, hi = COMMON_NAME_RANGES_NM[self.common_name]
+            c = self.center_wavelength_nm
+            if not (lo - COMMON_NAME_TOLERANCE_NM <= c <= hi + COMMON_NAME_TOLERANCE_NM):
+                raise ValueError(
+                    f"common name {self.common_name!r} covers {lo:g}-{hi:g} nm but the centre is "
+                    f"{c:g} nm; fix the centre or the common name"
+                )
+        if self.response is not None:
+            wl = self.response.wavelength_nm
+            if not (wl[0] <= self.center_wavelength_nm <= wl[-1]):
+                raise ValueError(
+                    f"the tabulated response spans {wl[0]:g}-{wl[-1]:g} nm, which does not contain "
+                    f"the centre {self.center_wavelength_nm:g} nm"
+                )
+        return self
+
+    @property
+    def lower_nm(self) -> float:
+        return self.center_wavelength_nm - self.fwhm_nm / 2
+
+    @property
+    def upper_nm(self) -> float:
+        return self.center_wavelength_nm + self.fwhm_nm / 2
+
+
+class StacHints(_Strict):
+    """Values of STAC item properties that identify items of this sensor (case-insensitive)."""
+
+    platform: list[str] = Field(default_factory=list)
+    constellation: list[str] = Field(default_factory=list)
+    instruments: list[str] = Field(default_factory=list)
+
+
+class SensorSpec(_Strict):
+    """A sensor: identity, provenance, STAC matching hints and its band table.
+
+    Build one from YAML through :func:`atomizer.sensors.load_spec_file` or the registry; a spec
+    that ``extends:`` another is resolved by the registry before it becomes a ``SensorSpec``.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", description="Lower-case id, e.g. landsat8.")
+    name: str = Field(min_length=1)
+    aliases: list[str] = Field(default_factory=list)
+    platforms: list[str] = Field(default_factory=list)
+    instrument: str | None = None
+    modality: Modality = "optical"
+    description: str | None = None
+    sources: list[str] = Field(min_length=1, description="Agency documents the numbers come from.")
+    notes: list[str] = Field(default_factory=list, description="Disagreements between sources, etc.")
+    stac: StacHints = Field(default_factory=StacHints)
+    extends: str | None = Field(default=None, description="Id of the spec this one was derived from.")
+    bands: list[Band] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_bands(self) -> SensorSpec:
+        seen: set[str] = set()
+        for band in self.bands:
+            if band.name in seen:
+                raise ValueError(
+                    f"duplicate band name {band.name!r}; every band needs its own name"
+                )
+            seen.add(band.name)
+        return self
+
+    # --- conveniences ---------------------------------------------------------------------------
+    @property
+    def band_names(self) -> list[str]:
+        return [b.name for b in self.bands]
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.bands)
+
+    @property
+    def gsds_m(self) -> list[float]:
+        return sorted({b.gsd_m for b in self.bands})
+
+    def band(self, name: str) -> Band:
+        """The band called ``name`` (case-insensitive; also matches common names and asset keys)."""
+        key = name.lower()
+        for b in self.bands:
+            if b.name.lower() == key:
+                return b
+        for b in self.bands:
+            if (b.common_name or "").lower() == key or key in (k.lower() for k in b.asset_keys):
+                return b
+        from atomizer.errors import BandMatchError
+
+        raise BandMatchError(
+            f"sensor {self.id!r} has no band {name!r}; its bands are {', '.join(self.band_names)}"
+        )
+
+    def select(self, names: list[str], *, new_id: str | None = None) -> SensorSpec:
+        """A copy restricted to ``names`` (in that order)."""
+        bands = [self.band(n) for n in names]
+        update: dict = {"bands": bands}
+        if new_id is not None:
+            update.update(id=new_id, aliases=[], extends=self.id)
+        return self.model_copy(update=update)
+
+    def names(self) -> list[str]:
+        """The id and every alias, lower-cased."""
+        return [self.id.lower(), *(a.lower() for a in self.aliases)]

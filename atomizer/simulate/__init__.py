@@ -1,0 +1,1 @@
+"""atomizer.simulate (work in progress)."""

@@ -1,0 +1,1 @@
+"""atomizer.training (work in progress)."""
