@@ -39,3 +39,6 @@ def plugins_command(obj, as_json: bool) -> None:
         )
         table.add_row(r["name"], r["kind"], what or "-", "; ".join(r["errors"]))
     console().print(table)
+
+
+COMMANDS = [plugins_command]

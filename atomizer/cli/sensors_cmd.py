@@ -158,3 +158,6 @@ def plot_sensors(obj, sensor_ids: tuple[str, ...], output: Path, log_x: bool) ->
     ensure_writable(output)
     plot_sensor_bands(specs, output, log_x=log_x)
     click.echo(f"wrote {output}")
+
+
+COMMANDS = [sensors]

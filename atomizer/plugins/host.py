@@ -30,6 +30,10 @@ PLUGINS_ENV = "ATOMIZER_PLUGINS"
 #: Modules of atomizer itself that implement hooks, registered before any third-party plugin.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "atomizer.sensors.plugin",
+    "atomizer.readers.plugin",
+    "atomizer.encoders.plugin",
+    "atomizer.models.plugin",
+    "atomizer.pretrain.plugin",
 )
 
 T = TypeVar("T")
@@ -116,7 +120,12 @@ class PluginHost:
         self._load_entrypoints = load_entrypoints
         self._entrypoints_loaded = False
         for modname in BUILTIN_PLUGINS:
-            module = importlib.import_module(modname)
+            try:
+                module = importlib.import_module(modname)
+            except ModuleNotFoundError as exc:  # TODO(lead): make strict once all modules exist
+                if exc.name != modname:
+                    raise
+                continue
             self.pm.register(module, name=modname)
             self.records[modname] = PluginRecord(modname, "builtin", modname)
         for plugin in extra_plugins:

@@ -1,0 +1,34 @@
+"""Shared fixtures: the real data folder (skipped with a reason when absent), a fresh plugin host."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+#: ../shared/data relative to the project root (CI clones the project beside shared/).
+SHARED_DATA = Path(os.environ.get("ATOMIZER_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def shared_data_path(*parts: str) -> Path:
+    """A path under the shared real-data folder; skips the calling test when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (the shared data folder is absent on this machine)")
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    return shared_data_path()
+
+
+@pytest.fixture
+def host(monkeypatch, tmp_path):
+    """A plugin host that sees only built-ins (no user folders, no installed third-party plugins)."""
+    from atomizer.plugins.host import PluginHost
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("ATOMIZER_SENSOR_PATH", raising=False)
+    return PluginHost(load_entrypoints=False)
