@@ -32,7 +32,9 @@ def console():
     """A rich console that writes through click (so CliRunner captures it)."""
     from rich.console import Console
 
-    return Console(file=click.get_text_stream("stdout"), width=max(100, _terminal_width()))
+    import sys
+
+    return Console(file=sys.stdout, width=max(100, _terminal_width()))
 
 
 def _terminal_width() -> int:

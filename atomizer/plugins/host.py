@@ -212,21 +212,17 @@ class PluginHost:
         return registry
 
     # --- registries ---------------------------------------------------------------------------------
-    def sensor_registry(self, *, strict: bool = True):
-        """All sensor specs: built-ins, ``ATOMIZER_SENSOR_PATH``, the XDG folder, then plugins."""
-        key = f"sensors:{strict}"
-        if key in self._cache:
-            return self._cache[key]
-        from atomizer.sensors.registry import (
-            SensorRegistry,
-            raw_from_registration,
-            spec_files_in,
-            user_sensor_dirs,
-        )
-        from atomizer.sensors.loader import read_raw_spec
+    def _sensor_sources(self) -> tuple[list, list[str]]:
+        """Raw specs from every source, in order (collected once per host), and read problems."""
+        if "sensor_sources" in self._cache:
+            return self._cache["sensor_sources"]
         from atomizer.errors import SpecError
+        from atomizer.sensors.loader import read_raw_spec
+        from atomizer.sensors.registry import raw_from_registration, spec_files_in, user_sensor_dirs
 
-        builtin, plugins, problems = [], [], []
+        builtin: list = []
+        plugins: list = []
+        problems: list[str] = []
 
         def on_register(plugin: str, args: tuple, kwargs: dict) -> None:
             item = (*args, *kwargs.values())[0]
@@ -235,8 +231,6 @@ class PluginHost:
             try:
                 raws = raw_from_registration(item, provider=provider)
             except SpecError as exc:
-                if strict:
-                    raise
                 problems.extend(exc.problems)
                 return
             for raw in raws:
@@ -244,16 +238,38 @@ class PluginHost:
                 self._note(plugin, "register_sensors", raw.id or raw.origin)
 
         self.call_register_hook("register_sensors", on_register)
-        user = []
+        user: list = []
         for folder in user_sensor_dirs(self.environ):
             for path in spec_files_in(folder):
                 try:
                     user.append((read_raw_spec(path), f"user:{folder}"))
                 except SpecError as exc:
-                    if strict:
-                        raise
                     problems.extend(exc.problems)
-        registry = SensorRegistry.from_raw([*builtin, *user, *plugins], strict=strict)
+        self._cache["sensor_sources"] = ([*builtin, *user, *plugins], problems)
+        return self._cache["sensor_sources"]
+
+    def sensor_registry(self, *, strict: bool = True):
+        """All sensor specs: built-ins, ``ATOMIZER_SENSOR_PATH``, the XDG folder, then plugins.
+
+        ``strict`` raises on the first bad spec; otherwise bad specs are skipped and listed in
+        ``registry.problems``.
+        """
+        key = f"sensors:{strict}"
+        if key in self._cache:
+            return self._cache[key]
+        import copy
+
+        from atomizer.errors import SpecError
+        from atomizer.sensors.registry import SensorRegistry
+
+        raws, problems = self._sensor_sources()
+        if strict and problems:
+            raise SpecError(problems)
+        # resolution caches its result on each raw spec: give each registry its own copies
+        fresh = [(copy.copy(raw), provider) for raw, provider in raws]
+        for raw, _ in fresh:
+            raw.resolved = None
+        registry = SensorRegistry.from_raw(fresh, strict=strict)
         registry.problems[:0] = problems
         self._cache[key] = registry
         return registry

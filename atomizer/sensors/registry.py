@@ -23,12 +23,28 @@ SENSOR_PATH_ENV = "ATOMIZER_SENSOR_PATH"
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
+def builtin_sensor_dir() -> Path:
+    """Where the built-in YAML specs live.
+
+    Installed, they are the package data ``atomizer.builtin_sensors`` (the project's top-level
+    ``sensors/`` folder, mapped in pyproject.toml). When ``atomizer`` is imported straight from a
+    source checkout (``python -m pytest`` at the project root), that mapping is not in effect and
+    the checkout's ``sensors/`` folder is used.
+    """
+    try:
+        return Path(str(resources.files("atomizer.builtin_sensors")))
+    except ModuleNotFoundError:
+        import atomizer
+
+        checkout = Path(atomizer.__file__).resolve().parent.parent / "sensors"
+        if checkout.is_dir():
+            return checkout
+        raise
+
+
 def builtin_sensor_files() -> list[Path]:
-    """The YAML specs shipped with the package (the project's top-level ``sensors/`` folder)."""
-    root = resources.files("atomizer.builtin_sensors")
-    return sorted(
-        Path(str(p)) for p in root.iterdir() if p.name.endswith(SPEC_SUFFIXES)
-    )
+    """The YAML specs shipped with the package."""
+    return spec_files_in(builtin_sensor_dir())
 
 
 def user_sensor_dirs(environ: Mapping[str, str] | None = None) -> list[Path]:

@@ -1,0 +1,462 @@
+"""The experiment schema: one strict pydantic model per YAML experiment file.
+
+An experiment names a dataset, the modalities it is trained, validated and tested on (test
+modalities must be disjoint from the training ones), the models to compare (by registry name, with
+config overrides), the optimiser (AdamW, linear warmup then cosine), epochs, batch size, seeds,
+metrics and where to write results. Unknown keys and impossible values are rejected with one
+:class:`~atomizer.errors.ConfigError` line per problem: ``FILE:LINE: key.path: what; how to fix``.
+
+``--set key.path=value`` overrides (see :func:`apply_overrides`) edit the raw YAML before validation,
+so a smoke run of a paper-size experiment needs no second file.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from atomizer.errors import ConfigError
+
+#: Metric names an experiment may ask for (see :mod:`atomizer.evaluation.metrics`).
+METRIC_NAMES = ("map_macro", "map_micro", "overall_accuracy", "f1_macro")
+#: The reference batch size of the linear learning-rate scaling rule lr = base_lr * batch / 256.
+LR_REFERENCE_BATCH = 256
+#: Separates a JSON key path from its message inside cross-field validation errors.
+_LOC_SEP = "\t"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class DataConfig(_Strict):
+    """Which dataset, where it lives, and loader options passed through to it."""
+
+    dataset: str = Field(min_length=1, description="Dataset name, e.g. indian-pines, bigearthnet.")
+    path: str | None = Field(
+        default=None, description="Dataset root (relative paths are relative to the config file)."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Dataset-specific options.")
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    modality_assignment: Literal["all", "partition"] = Field(
+        default="all",
+        description="all: every training sample is seen in every training modality each epoch; "
+        "partition: sample i is seen only in training modality i mod M.",
+    )
+    num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
+
+
+class ModalityConfig(_Strict):
+    """A modality: a sensor (registry id or spec file), an optional band subset, a GSD and a size."""
+
+    sensor: str = Field(min_length=1, description="Sensor id / alias, or a path to a YAML spec.")
+    bands: list[str] | None = Field(default=None, description="Band subset (default: all bands).")
+    gsd_m: float = Field(gt=0, description="Ground sampling distance in metres.")
+    size_px: int = Field(ge=1, description="Patch side in pixels at gsd_m.")
+    name: str | None = Field(default=None, description="Label in tables (default: derived).")
+
+    @field_validator("bands")
+    @classmethod
+    def _bands_unique(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("bands is empty; list at least one band, or leave it out for all")
+        dup = sorted({b for b in v if v.count(b) > 1})
+        if dup:
+            raise ValueError(f"band(s) {', '.join(dup)} listed twice; list each band once")
+        return v
+
+    @property
+    def label(self) -> str:
+        """The column label of this modality in comparison tables."""
+        if self.name:
+            return self.name
+        bands = f"[{','.join(self.bands)}]" if self.bands else ""
+        return f"{Path(self.sensor).stem if self.is_file else self.sensor}{bands}@{self.gsd_m:g}m/{self.size_px}px"
+
+    @property
+    def is_file(self) -> bool:
+        return self.sensor.endswith((".yaml", ".yml"))
+
+    def key(self) -> tuple:
+        """What makes two modalities the same (sensor, band set, GSD, size)."""
+        bands = tuple(sorted(b.lower() for b in self.bands)) if self.bands else None
+        return (self.sensor.lower(), bands, round(self.gsd_m, 6), self.size_px)
+
+
+class ModelEntry(_Strict):
+    """One model to train: a registry name plus overrides of its config."""
+
+    name: str = Field(min_length=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(default=None, description="Row label in tables (default: name).")
+
+    @property
+    def row(self) -> str:
+        return self.label or self.name
+
+
+class OptimizerConfig(_Strict):
+    """AdamW with lr = base_lr * batch_size / 256, linear warmup, then cosine decay."""
+
+    base_lr: float = Field(default=1e-3, gt=0, description="Learning rate at batch size 256.")
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(default=1e-8, gt=0)
+    weight_decay: float = Field(default=0.05, ge=0)
+    warmup_epochs: float = Field(default=0.0, ge=0)
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="Final lr / peak lr.")
+    grad_clip_norm: float | None = Field(default=None, gt=0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"betas must both lie in [0, 1), got {list(v)}")
+        return v
+
+
+class TaskConfig(_Strict):
+    """The prediction task: multi-label (BigEarthNet) or multi-class (Indian Pines, EuroSAT)."""
+
+    type: Literal["multilabel", "multiclass"]
+    num_classes: int = Field(ge=2)
+
+
+class ExperimentConfig(_Strict):
+    """One experiment: data, modalities, models and training settings."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str | None = None
+    data: DataConfig
+    task: TaskConfig
+    train_modalities: list[ModalityConfig] = Field(min_length=1)
+    val_modalities: list[ModalityConfig] = Field(default_factory=list)
+    test_modalities: list[ModalityConfig] = Field(default_factory=list)
+    models: list[ModelEntry] = Field(min_length=1)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1, description="Global batch size (all processes together).")
+    eval_batch_size: int | None = Field(default=None, ge=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    metrics: list[str] = Field(default_factory=lambda: ["overall_accuracy", "f1_macro", "map_macro"])
+    primary_metric: str | None = Field(
+        default=None, description="Metric of the comparison table (default: the first metric)."
+    )
+    output_dir: str = Field(default="runs", description="Relative to the current directory.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(default=True, description="bf16 autocast; used only on CUDA.")
+    deterministic: bool = True
+    checkpoint_every_steps: int | None = Field(default=None, ge=1)
+    keep_checkpoints: int = Field(default=2, ge=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds {v} repeat a value; list each seed once")
+        if any(s < 0 for s in v):
+            raise ValueError("seeds must be >= 0")
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError(f"list at least one metric of: {', '.join(METRIC_NAMES)}")
+        bad = [m for m in v if m not in METRIC_NAMES]
+        if bad:
+            raise ValueError(
+                f"unknown metric(s) {', '.join(map(repr, bad))}; use: {', '.join(METRIC_NAMES)}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        problems: list[tuple[tuple, str]] = []
+        if self.optimizer.warmup_epochs > self.epochs:
+            problems.append((("optimizer", "warmup_epochs"), (
+                f"{self.optimizer.warmup_epochs:g} warmup epochs exceed the {self.epochs} training "
+                "epochs; warm up for fewer epochs than you train"
+            )))
+        if self.primary_metric is not None and self.primary_metric not in self.metrics:
+            problems.append((("primary_metric",), (
+                f"{self.primary_metric!r} is not in metrics {self.metrics}; add it there"
+            )))
+        train = {m.key(): i for i, m in enumerate(self.train_modalities)}
+        for j, m in enumerate(self.test_modalities):
+            if m.key() in train:
+                problems.append((("test_modalities", j), (
+                    f"{m.label} is also train_modalities[{train[m.key()]}]; test modalities must "
+                    "be unseen in training: change its bands, GSD or size"
+                )))
+        for field_name in ("train_modalities", "val_modalities", "test_modalities"):
+            labels = [m.label for m in getattr(self, field_name)]
+            for j, label in enumerate(labels):
+                if label in labels[:j]:
+                    problems.append(((field_name, j), (
+                        f"label {label!r} is used twice (also [{labels.index(label)}]); give one "
+                        "of them another name"
+                    )))
+        rows = [m.row for m in self.models]
+        for j, row in enumerate(rows):
+            if row in rows[:j]:
+                problems.append((("models", j), (
+                    f"{row!r} is listed twice (also models[{rows.index(row)}]); give one of "
+                    "them a label"
+                )))
+        if problems:
+            raise ValueError("\n".join(f"{json.dumps(loc)}{_LOC_SEP}{msg}" for loc, msg in problems))
+        return self
+
+    # --- derived values ---------------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        """The peak learning rate: base_lr * batch_size / 256."""
+        return self.optimizer.base_lr * self.batch_size / LR_REFERENCE_BATCH
+
+    @property
+    def main_metric(self) -> str:
+        return self.primary_metric or self.metrics[0]
+
+    def model(self, name: str) -> ModelEntry:
+        """The model entry whose label or name is ``name``."""
+        for m in self.models:
+            if m.row == name:
+                return m
+        for m in self.models:
+            if m.name == name:
+                return m
+        known = ", ".join(m.row for m in self.models)
+        raise ConfigError(f"model {name!r} is not in experiment {self.name!r} (it has: {known})")
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that changes training results."""
+        data = self.model_dump(mode="json", exclude={"output_dir", "description", "test_modalities"})
+        text = json.dumps(data, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --- loading ------------------------------------------------------------------------------------------
+def _line_of(node: yaml.Node | None, loc: Sequence[Any]) -> int | None:
+    """1-based line of the deepest YAML node on ``loc`` (the key itself for a mapping entry)."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                return line
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The pydantic model that owns the mapping at ``loc`` (for 'did you mean' hints)."""
+    model: type[BaseModel] | None = ExperimentConfig
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        args = getattr(ann, "__args__", ()) or ()
+        model = next(
+            (a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
+    return model
+
+
+def _loc_text(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    kind, loc = err["type"], tuple(err["loc"])
+    if kind == "extra_forbidden":
+        owner = _model_at(loc[:-1])
+        allowed = list(owner.model_fields) if owner else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
+        return f"unknown key {loc[-1]!r}; {hint}"
+    if kind == "missing":
+        return f"required key {loc[-1]!r} is missing; add it"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    given = err.get("input")
+    if kind != "value_error" and not isinstance(given, (dict, list)):
+        msg += f" (got {given!r})"
+    return msg
+
+
+def format_errors(exc: ValidationError, origin: str, node: yaml.Node | None) -> list[str]:
+    """One ``FILE:LINE: key.path: message`` line per validation problem."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        base = tuple(err["loc"])
+        for part in _message(err).split("\n"):
+            loc, msg = base, part
+            if _LOC_SEP in part:  # a cross-field problem that names its own key path
+                loc_text, msg = part.split(_LOC_SEP, 1)
+                loc = (*base, *json.loads(loc_text))
+            line = _line_of(node, loc)
+            where = f"{origin}:{line}" if line is not None else origin
+            lines.append(f"{where}: {_loc_text(loc)}: {msg}")
+    return lines
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """``models.0.config.width=32`` -> (["models", 0, "config", "width"], 32) (value read as YAML)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: write KEY.PATH=VALUE, e.g. --set epochs=1")
+    path: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return path, parsed
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``data`` with each ``KEY.PATH=VALUE`` override set (list indices are integers)."""
+    out = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node: Any = out
+        for i, part in enumerate(path[:-1]):
+            nxt = path[i + 1]
+            if isinstance(node, list):
+                if not isinstance(part, int) or part >= len(node):
+                    raise ConfigError(
+                        f"--set {text}: {_loc_text(path[:i])} has {len(node)} entries; index "
+                        f"{part!r} is out of range"
+                    )
+                node = node[part]
+            elif isinstance(node, dict):
+                if part not in node or node[part] is None:
+                    node[part] = [] if isinstance(nxt, int) else {}
+                node = node[part]
+            else:
+                raise ConfigError(f"--set {text}: {_loc_text(path[: i + 1])} is not a mapping")
+        last = path[-1]
+        if isinstance(node, list):
+            if not isinstance(last, int) or last > len(node):
+                raise ConfigError(f"--set {text}: index {last!r} is out of range")
+            if last == len(node):
+                node.append(value)
+            else:
+                node[last] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"--set {text}: {_loc_text(path[:-1])} is not a mapping")
+    return out
+
+
+def read_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    """The mapping in a YAML file and its node tree (for line numbers)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: an experiment config is a mapping (name, data, task, ...)")
+    return data, node
+
+
+def validate_config(
+    data: Mapping[str, Any], *, origin: str = "<config>", node: yaml.Node | None = None
+) -> ExperimentConfig:
+    """Validate a raw mapping into an :class:`ExperimentConfig` (:class:`ConfigError` on failure)."""
+    try:
+        return ExperimentConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError("\n".join(format_errors(exc, origin, node))) from None
+
+
+def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
+    """Make the data path and spec-file sensors relative to ``base`` absolute."""
+
+    def fix(m: ModalityConfig) -> ModalityConfig:
+        if m.is_file and not Path(m.sensor).is_absolute():
+            return m.model_copy(update={"sensor": str((base / m.sensor).resolve())})
+        return m
+
+    data = config.data
+    if data.path is not None and not Path(data.path).expanduser().is_absolute():
+        data = data.model_copy(update={"path": str((base / data.path).resolve())})
+    return config.model_copy(
+        update={
+            "data": data,
+            "train_modalities": [fix(m) for m in config.train_modalities],
+            "val_modalities": [fix(m) for m in config.val_modalities],
+            "test_modalities": [fix(m) for m in config.test_modalities],
+        }
+    )
+
+
+def load_config(
+    path: str | Path, overrides: Iterable[str] = (), *, known_models: Iterable[str] | None = None
+) -> ExperimentConfig:
+    """Read, override, validate and check an experiment YAML file.
+
+    ``known_models`` (the model registry's names) makes unknown model names an error.
+    """
+    path = Path(path)
+    raw, node = read_yaml(path)
+    raw = apply_overrides(raw, overrides)  # line numbers still point into the original file
+    config = validate_config(raw, origin=str(path), node=node)
+    if known_models is not None:
+        check_model_names(config, known_models, origin=str(path), node=node)
+    return resolve_paths(config, path.resolve().parent)
+
+
+def check_model_names(
+    config: ExperimentConfig,
+    known: Iterable[str],
+    *,
+    origin: str = "<config>",
+    node: yaml.Node | None = None,
+) -> None:
+    """Raise :class:`ConfigError` naming every model entry the registry does not know."""
+    names = sorted(n.lower() for n in known)
+    problems = []
+    for i, m in enumerate(config.models):
+        if m.name.lower() not in names:
+            line = _line_of(node, ("models", i, "name"))
+            where = f"{origin}:{line}" if line is not None else origin
+            close = difflib.get_close_matches(m.name.lower(), names, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(names) or 'none'}"
+            problems.append(f"{where}: models[{i}].name: unknown model {m.name!r}; {hint}")
+    if problems:
+        raise ConfigError("\n".join(problems))

@@ -1,0 +1,166 @@
+"""The plugin host: built-ins as default plugins, entry points loaded lazily, failures skipped."""
+
+from __future__ import annotations
+
+import textwrap
+import warnings
+
+import click
+import pytest
+
+from atomizer.errors import PluginError
+from atomizer.plugins.host import BUILTIN_PLUGINS, ComponentRegistry, PluginHost, PluginLoadWarning
+
+
+def make_distribution(root, name, entry_points: dict[str, str], modules: dict[str, str]):
+    """A minimal installed distribution (dist-info + modules) that importlib.metadata can find."""
+    dist = root / f"{name}-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    lines = ["[atomizer]"] + [f"{k} = {v}" for k, v in entry_points.items()]
+    (dist / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    for mod, src in modules.items():
+        (root / f"{mod}.py").write_text(textwrap.dedent(src))
+
+
+GOOD = """
+    import click
+    from atomizer import hookimpl
+
+    @hookimpl
+    def register_sensors(register):
+        register({"id": "plugsat", "name": "Plug Sat", "sources": ["https://example.org"],
+                  "bands": [{"name": "B1", "center_wavelength_nm": 560, "fwhm_nm": 30, "gsd_m": 5}]})
+
+    @hookimpl
+    def register_encoders(register):
+        register("plug-encoder", lambda **kw: kw)
+
+    @hookimpl
+    def register_commands(cli):
+        @cli.command("plug-hello")
+        def hello():
+            click.echo("hello from plug")
+"""
+
+BROKEN = """
+    raise ImportError("this plugin needs a library that is not installed")
+"""
+
+
+@pytest.fixture
+def plugin_env(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "goodplug", {"good": "goodplug_mod"}, {"goodplug_mod": GOOD})
+    make_distribution(site, "badplug", {"bad": "badplug_mod"}, {"badplug_mod": BROKEN})
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("ATOMIZER_SENSOR_PATH", raising=False)
+    monkeypatch.delenv("ATOMIZER_PLUGINS", raising=False)
+    return site
+
+
+def test_builtins_are_default_plugins(host):
+    names = [r.name for r in host.plugins()]
+    assert names[: len(names)] and "atomizer.sensors.plugin" in names
+    record = host.records["atomizer.sensors.plugin"]
+    assert record.kind == "builtin"
+
+
+def test_entry_point_plugin_registers_and_broken_one_is_skipped(plugin_env):
+    host = PluginHost()
+    with pytest.warns(PluginLoadWarning, match="'bad'.*failed to load and was skipped") as caught:
+        sensors = host.sensors
+    assert "plugsat" in sensors
+    assert sensors.provider("plugsat") == "good"
+    assert "plug-encoder" in host.encoders
+    # reported once: loading again (another registry) does not warn again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginLoadWarning)
+        host.encoders, host.models
+    assert sum("bad" in str(w.message) for w in caught) == 1
+    records = {r.name: r for r in host.plugins()}
+    assert records["bad"].errors and records["good"].registered["register_sensors"] == ["plugsat"]
+
+
+def test_env_var_restricts_plugins(plugin_env, monkeypatch):
+    monkeypatch.setenv("ATOMIZER_PLUGINS", "good")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginLoadWarning)  # bad is not even tried
+        host = PluginHost()
+        assert "plugsat" in host.sensors
+    monkeypatch.setenv("ATOMIZER_PLUGINS", "")
+    host = PluginHost()
+    assert "plugsat" not in host.sensors
+
+
+def test_plugin_commands_join_the_cli(plugin_env, monkeypatch):
+    from click.testing import CliRunner
+
+    from atomizer.cli.main import build_cli
+
+    monkeypatch.setenv("ATOMIZER_PLUGINS", "good")
+    cli = build_cli(PluginHost())
+    result = CliRunner().invoke(cli, ["plug-hello"])
+    assert result.exit_code == 0 and "hello from plug" in result.output
+
+
+def test_misspelt_hook_is_reported(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "typo", {"typo": "typo_mod"}, {"typo_mod": """
+        from atomizer import hookimpl
+
+        @hookimpl
+        def register_sensor(register):
+            pass
+    """})
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("ATOMIZER_PLUGINS", "typo")
+    with pytest.warns(PluginLoadWarning, match="unknown hook"):
+        PluginHost().load_entrypoints()
+
+
+def test_plugin_raising_inside_a_hook_is_skipped():
+    class Exploding:
+        @staticmethod
+        def register_encoders(register):
+            raise RuntimeError("boom")
+
+    from atomizer import hookimpl
+
+    Exploding.register_encoders = hookimpl(Exploding.register_encoders)
+    host = PluginHost(load_entrypoints=False, extra_plugins=(Exploding,))
+    with pytest.warns(PluginLoadWarning, match="boom"):
+        host.encoders
+
+
+def test_component_registry_errors():
+    reg: ComponentRegistry = ComponentRegistry("encoder")
+    reg.add("fourier", object(), provider="a")
+    with pytest.raises(PluginError, match="registered by both 'a' and 'b'"):
+        reg.add("Fourier", object(), provider="b")
+    with pytest.raises(PluginError, match="unknown encoder 'fourir'; closest: fourier"):
+        reg.get("fourir")
+
+
+def test_builtin_plugin_modules_exist():
+    import importlib
+
+    for name in BUILTIN_PLUGINS:
+        importlib.import_module(name)
+
+
+def test_no_work_at_import_time():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, atomizer, atomizer.plugins, atomizer.sensors;"
+        "heavy = [m for m in ('torch', 'rasterio', 'matplotlib', 'pystac') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"importing atomizer pulled in {out.stdout.strip()}"
+    assert isinstance(click.Group, type)
