@@ -115,3 +115,18 @@ def test_lenient_registry_collects_problems(monkeypatch, tmp_path):
     reg = host.sensor_registry(strict=False)
     assert "fine" in reg and "broken" not in reg
     assert any("broken.yaml" in p for p in reg.problems)
+
+
+def test_band_defaults_and_additive_provenance(monkeypatch, tmp_path):
+    write_spec(tmp_path / "a", "base")
+    (tmp_path / "a" / "l2.yaml").write_text(
+        "id: base-l2\nname: L2\nextends: base\nsources: [https://example.org/l2.pdf]\n"
+        "notes: [scaled]\nband_defaults: {scale: 0.0001, nodata: 0}\n"
+        "band_overrides: {B2: {nodata: 65535}}\n"
+    )
+    reg = make_host(monkeypatch, tmp_path, tmp_path / "a").sensors
+    spec = reg.get("base-l2")
+    assert [b.scale for b in spec.bands] == [0.0001, 0.0001]
+    assert [b.nodata for b in spec.bands] == [0, 65535]  # overrides win over defaults
+    assert spec.sources == ["https://example.org/doc.pdf", "https://example.org/l2.pdf"]
+    assert spec.notes == ["scaled"]

@@ -122,3 +122,17 @@ def test_select_and_band_lookup():
     assert spec.band("b1").name == "B1"  # case-insensitive
     sub = spec.select(["B2"], new_id="demo-red")
     assert sub.band_names == ["B2"] and sub.extends == "demo" and sub.id == "demo-red"
+
+
+def test_asset_keys_must_be_unique_and_common_names_unambiguous():
+    dup_keys = dict(BASE, bands=[_band(name="B1", asset_keys=["x"]), _band(name="B2", asset_keys=["X"])])
+    with pytest.raises(ValidationError, match="asset key 'X' is claimed by bands 'B1' and 'B2'"):
+        SensorSpec.model_validate(dup_keys)
+    two_nir = SensorSpec.model_validate(dict(BASE, bands=[
+        _band(name="N1", common_name="nir", center_wavelength_nm=830, fwhm_nm=100),
+        _band(name="N2", common_name="nir", center_wavelength_nm=950, fwhm_nm=100),
+    ]))
+    from atomizer.errors import BandMatchError
+
+    with pytest.raises(BandMatchError, match="several 'nir' bands"):
+        two_nir.band("nir")

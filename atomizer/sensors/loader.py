@@ -19,7 +19,9 @@ from atomizer.errors import SpecError
 from atomizer.sensors.spec import Band, SensorSpec
 
 #: Keys a spec file may use on top of the :class:`SensorSpec` fields to derive from another spec.
-DERIVATION_KEYS = ("select_bands", "drop_bands", "band_overrides")
+DERIVATION_KEYS = ("select_bands", "drop_bands", "band_defaults", "band_overrides")
+#: List fields a derived spec adds to (parent first) instead of replacing.
+ADDITIVE_KEYS = ("sources", "notes")
 
 
 @dataclass
@@ -172,6 +174,12 @@ def _check_derivation_keys(raw: RawSpec) -> list[str]:
         ):
             line = _line_of(raw.node, (key,))
             problems.append(f"{raw.origin}:{line}: {key}: must be a list of band names")
+    if "band_defaults" in d and not isinstance(d["band_defaults"], dict):
+        line = _line_of(raw.node, ("band_defaults",))
+        problems.append(
+            f"{raw.origin}:{line}: band_defaults: must be a mapping of band fields applied to "
+            "every band"
+        )
     if "band_overrides" in d and not (
         isinstance(d["band_overrides"], dict)
         and all(isinstance(v, dict) for v in d["band_overrides"].values())
@@ -190,6 +198,9 @@ def merge_extends(child: RawSpec, parent: dict[str, Any]) -> dict[str, Any]:
     out.pop("aliases", None)  # aliases belong to the parent, never inherited
     for key, value in d.items():
         if key in ("bands", *DERIVATION_KEYS):
+            continue
+        if key in ADDITIVE_KEYS and isinstance(value, list) and isinstance(out.get(key), list):
+            out[key] = list(dict.fromkeys([*out[key], *value]))
             continue
         out[key] = copy.deepcopy(value)
     bands = [dict(b) for b in out.get("bands", []) if isinstance(b, dict)]
@@ -215,6 +226,10 @@ def merge_extends(child: RawSpec, parent: dict[str, Any]) -> dict[str, Any]:
             else:
                 selected.append(by_name[name])
         bands = selected
+    defaults = d.get("band_defaults") or {}
+    if isinstance(defaults, dict):
+        for band in bands:
+            band.update(copy.deepcopy(defaults))
     for name, fields in (d.get("band_overrides") or {}).items():
         target = next((b for b in bands if b.get("name") == name), None)
         if target is None:

@@ -187,12 +187,20 @@ class SensorSpec(_Strict):
     @model_validator(mode="after")
     def _unique_bands(self) -> SensorSpec:
         seen: set[str] = set()
+        keys: dict[str, str] = {}
         for band in self.bands:
             if band.name in seen:
                 raise ValueError(
                     f"duplicate band name {band.name!r}; every band needs its own name"
                 )
             seen.add(band.name)
+            for key in band.asset_keys:
+                if key.lower() in keys:
+                    raise ValueError(
+                        f"asset key {key!r} is claimed by bands {keys[key.lower()]!r} and "
+                        f"{band.name!r}; an asset key must name one band"
+                    )
+                keys[key.lower()] = band.name
         return self
 
     # --- conveniences ---------------------------------------------------------------------------
@@ -214,10 +222,19 @@ class SensorSpec(_Strict):
         for b in self.bands:
             if b.name.lower() == key:
                 return b
-        for b in self.bands:
-            if (b.common_name or "").lower() == key or key in (k.lower() for k in b.asset_keys):
-                return b
         from atomizer.errors import BandMatchError
+
+        for b in self.bands:
+            if key in (k.lower() for k in b.asset_keys):
+                return b
+        by_common = [b for b in self.bands if (b.common_name or "").lower() == key]
+        if len(by_common) == 1:
+            return by_common[0]
+        if len(by_common) > 1:
+            raise BandMatchError(
+                f"sensor {self.id!r} has several {name!r} bands "
+                f"({', '.join(b.name for b in by_common)}); name the band instead"
+            )
 
         raise BandMatchError(
             f"sensor {self.id!r} has no band {name!r}; its bands are {', '.join(self.band_names)}"
