@@ -164,3 +164,14 @@ def test_no_work_at_import_time():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"importing atomizer pulled in {out.stdout.strip()}"
     assert isinstance(click.Group, type)
+
+
+def test_import_strings_resolve_lazily():
+    reg: ComponentRegistry = ComponentRegistry("model")
+    reg.add("lazy", "atomizer.errors:ConfigError", provider="x")
+    reg.add("broken", "atomizer.nothing_here:Thing", provider="x")
+    from atomizer.errors import ConfigError
+
+    assert reg.get("lazy") is ConfigError
+    with pytest.raises(PluginError, match="'broken' of plugin 'x' points at 'atomizer.nothing_here:Thing'"):
+        reg.get("broken")

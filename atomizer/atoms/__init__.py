@@ -1,7 +1,25 @@
-"""AtomSet: the one currency between readers, encoders, models, datasets and the CLI."""
+"""AtomSet: the one currency between readers, encoders, models, datasets and the CLI.
+
+``AtomBatch`` / ``collate_atoms`` need torch and are imported on first use only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from atomizer.atoms.atomset import AtomSet, SceneMeta
-from atomizer.atoms.batch import AtomBatch, collate_atoms
 from atomizer.atoms.io import AtomsFile, load_atoms, open_atoms, save_atoms
 
-__all__ = ["AtomBatch", "AtomSet", "collate_atoms", "AtomsFile", "SceneMeta", "load_atoms", "open_atoms", "save_atoms"]
+if TYPE_CHECKING:
+    from atomizer.atoms.batch import AtomBatch, collate_atoms
+
+__all__ = ["AtomBatch", "AtomSet", "AtomsFile", "SceneMeta", "collate_atoms", "load_atoms",
+           "open_atoms", "save_atoms"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("AtomBatch", "collate_atoms"):
+        from atomizer.atoms import batch
+
+        return getattr(batch, name)
+    raise AttributeError(f"module 'atomizer.atoms' has no attribute {name!r}")

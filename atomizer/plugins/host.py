@@ -55,7 +55,11 @@ class PluginRecord:
 
 
 class ComponentRegistry(Generic[T]):
-    """Named factories of one kind (encoders, readers, models, ...), with helpful lookup errors."""
+    """Named factories of one kind (encoders, readers, models, ...), with helpful lookup errors.
+
+    An item may be registered as an import string ``"package.module:attribute"``; it is imported on
+    first ``get`` only, so plugins stay cheap to load (no torch import just to list commands).
+    """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -79,7 +83,18 @@ class ComponentRegistry(Generic[T]):
             hint = f"; closest: {', '.join(close)}" if close else ""
             known = ", ".join(sorted(self._items)) or "none"
             raise PluginError(f"unknown {self.kind} {name!r}{hint} (known: {known})")
-        return self._items[key]
+        item = self._items[key]
+        if isinstance(item, str) and ":" in item:
+            module_name, _, attr = item.partition(":")
+            try:
+                item = getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError) as exc:
+                raise PluginError(
+                    f"{self.kind} {name!r} of plugin {self._providers[key]!r} points at {item!r}, "
+                    f"which cannot be imported: {exc}"
+                ) from None
+            self._items[key] = item
+        return item
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)
