@@ -136,3 +136,16 @@ def test_asset_keys_must_be_unique_and_common_names_unambiguous():
 
     with pytest.raises(BandMatchError, match="several 'nir' bands"):
         two_nir.band("nir")
+
+
+@pytest.mark.parametrize("value", [True, "665"])
+def test_numbers_are_not_coerced_from_bools_or_strings(value):
+    with pytest.raises(ValidationError, match="must be a number"):
+        Band.model_validate(_band(center_wavelength_nm=value))
+
+
+def test_duplicate_yaml_keys_are_reported(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("id: a\nname: A\nid: b\nsources: [x]\nbands: []\n")
+    with pytest.raises(SpecError, match=r"twice.yaml:3: id: the key appears twice"):
+        read_raw_spec(path)

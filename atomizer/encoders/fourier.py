@@ -2,6 +2,10 @@
 
 gamma(v; L, f_max) = [sin(pi f_1 v) .. sin(pi f_L v), cos(pi f_1 v) .. cos(pi f_L v), v] with the
 f_i linearly spaced in [1, f_max]: ``2L + 1`` values per scalar (``2L`` without the input itself).
+
+Encoders keep their constants (frequencies, Gaussian centres) as float64 CPU tensors rather than
+buffers, so that casting a model to half precision never rounds them; each call moves them to the
+input's device and dtype (a few dozen numbers).
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ class FourierValueEncoder(nn.Module):
         self.max_freq = float(max_freq)
         self.normalise = bool(normalise)
         self.include_input = bool(include_input)
-        self.register_buffer("frequencies", fourier_frequencies(num_bands, max_freq), persistent=False)
+        self.frequencies = fourier_frequencies(num_bands, max_freq)  # float64, CPU; see module doc
 
     @property
     def out_dim(self) -> int:

@@ -56,7 +56,7 @@ class PositionEncoder(nn.Module):
         self.max_freq = float(max_freq)
         self.reference_m = float(reference_m)
         self.include_input = bool(include_input)
-        self.register_buffer("frequencies", fourier_frequencies(num_bands, max_freq), persistent=False)
+        self.frequencies = fourier_frequencies(num_bands, max_freq)  # float64 (not a buffer)
 
     @property
     def out_dim_1d(self) -> int:

@@ -59,6 +59,12 @@ def read_raw_spec(path: str | Path) -> RawSpec:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{where}: invalid YAML: {problem}", source=str(path)) from None
+    duplicates = _duplicate_keys(node)
+    if duplicates:
+        raise SpecError(
+            [f"{path}:{line}: {key}: the key appears twice in one mapping; keep one" for key, line in duplicates],
+            source=str(path),
+        )
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise SpecError(
@@ -67,6 +73,24 @@ def read_raw_spec(path: str | Path) -> RawSpec:
             source=str(path),
         )
     return RawSpec(data=data, origin=str(path), node=node)
+
+
+def _duplicate_keys(node: yaml.Node | None) -> list[tuple[str, int]]:
+    """Keys repeated within one YAML mapping (PyYAML silently keeps the last one)."""
+    out: list[tuple[str, int]] = []
+    stack = [node] if node is not None else []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in current.value:
+                if key_node.value in seen:
+                    out.append((str(key_node.value), key_node.start_mark.line + 1))
+                seen.add(key_node.value)
+                stack.append(value_node)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+    return sorted(out, key=lambda kv: kv[1])
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -93,6 +117,12 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
         else:
             return line
     return line
+
+
+def _where(raw: RawSpec, loc: tuple[Any, ...]) -> str:
+    """``FILE:LINE`` of ``loc`` in the spec's YAML, or just the origin when there is no YAML."""
+    line = _line_of(raw.node, loc)
+    return f"{raw.origin}:{line}" if line is not None else raw.origin
 
 
 def _loc_text(loc: tuple[Any, ...], data: Mapping[str, Any] | None) -> str:
@@ -167,29 +197,26 @@ def _check_derivation_keys(raw: RawSpec) -> list[str]:
     if "extends" not in d:
         for key in DERIVATION_KEYS:
             if key in d:
-                line = _line_of(raw.node, (key,))
                 problems.append(
-                    f"{raw.origin}:{line}: {key}: only allowed together with 'extends: <sensor id>'"
+                    f"{_where(raw, (key,))}: {key}: only allowed together with "
+                    "'extends: <sensor id>'"
                 )
     for key in ("select_bands", "drop_bands"):
         if key in d and not (
             isinstance(d[key], list) and all(isinstance(x, str) for x in d[key])
         ):
-            line = _line_of(raw.node, (key,))
-            problems.append(f"{raw.origin}:{line}: {key}: must be a list of band names")
+            problems.append(f"{_where(raw, (key,))}: {key}: must be a list of band names")
     if "band_defaults" in d and not isinstance(d["band_defaults"], dict):
-        line = _line_of(raw.node, ("band_defaults",))
         problems.append(
-            f"{raw.origin}:{line}: band_defaults: must be a mapping of band fields applied to "
+            f"{_where(raw, ('band_defaults',))}: band_defaults: must be a mapping of band fields applied to "
             "every band"
         )
     if "band_overrides" in d and not (
         isinstance(d["band_overrides"], dict)
         and all(isinstance(v, dict) for v in d["band_overrides"].values())
     ):
-        line = _line_of(raw.node, ("band_overrides",))
         problems.append(
-            f"{raw.origin}:{line}: band_overrides: must map band names to mappings of band fields"
+            f"{_where(raw, ('band_overrides',))}: band_overrides: must map band names to mappings of band fields"
         )
     return problems
 
@@ -209,11 +236,10 @@ def merge_extends(child: RawSpec, parent: dict[str, Any]) -> dict[str, Any]:
     bands = [dict(b) for b in out.get("bands", []) if isinstance(b, dict)]
     names = [b.get("name") for b in bands]
     problems = []
-    line_of = lambda key: _line_of(child.node, (key,))  # noqa: E731
     for name in d.get("drop_bands", []) or []:
         if name not in names:
             problems.append(
-                f"{child.origin}:{line_of('drop_bands')}: drop_bands: {parent.get('id')!r} has no "
+                f"{_where(child, ('drop_bands',))}: drop_bands: {parent.get('id')!r} has no "
                 f"band {name!r}; its bands are {', '.join(map(str, names))}"
             )
     bands = [b for b in bands if b.get("name") not in set(d.get("drop_bands", []) or [])]
@@ -223,7 +249,7 @@ def merge_extends(child: RawSpec, parent: dict[str, Any]) -> dict[str, Any]:
         for name in d["select_bands"]:
             if name not in by_name:
                 problems.append(
-                    f"{child.origin}:{line_of('select_bands')}: select_bands: {parent.get('id')!r} "
+                    f"{_where(child, ('select_bands',))}: select_bands: {parent.get('id')!r} "
                     f"has no band {name!r}; its bands are {', '.join(map(str, by_name))}"
                 )
             else:
@@ -237,7 +263,7 @@ def merge_extends(child: RawSpec, parent: dict[str, Any]) -> dict[str, Any]:
         target = next((b for b in bands if b.get("name") == name), None)
         if target is None:
             problems.append(
-                f"{child.origin}:{line_of('band_overrides')}: band_overrides: no band {name!r} "
+                f"{_where(child, ('band_overrides',))}: band_overrides: no band {name!r} "
                 "left to override after select_bands / drop_bands"
             )
         else:
@@ -267,10 +293,8 @@ def _duplicate_bands(raw: RawSpec, data: Mapping[str, Any]) -> list[str]:
         if not isinstance(name, str):
             continue
         if name in seen:
-            line = _line_of(raw.node, ("bands", i, "name"))
-            where = f"{raw.origin}:{line}" if line is not None else raw.origin
             problems.append(
-                f"{where}: bands[{i}]({name}).name: duplicate band name {name!r} (also bands"
+                f"{_where(raw, ('bands', i, 'name'))}: bands[{i}]({name}).name: duplicate band name {name!r} (also bands"
                 f"[{seen[name]}]); give every band its own name"
             )
         else:

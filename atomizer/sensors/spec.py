@@ -101,6 +101,16 @@ class Band(_Strict):
         default_factory=list, description="STAC asset keys that hold this band, most likely first."
     )
 
+    @field_validator(
+        "center_wavelength_nm", "fwhm_nm", "gsd_m", "scale", "offset", "nodata", mode="before"
+    )
+    @classmethod
+    def _numbers_only(cls, v: object) -> object:
+        # no silent coercion: YAML ``true`` is not 1 nm and the string "10" is not 10 m
+        if isinstance(v, (bool, str)):
+            raise ValueError(f"must be a number, not {type(v).__name__} {v!r}")
+        return v
+
     @field_validator("center_wavelength_nm")
     @classmethod
     def _center_in_range(cls, v: float) -> float:

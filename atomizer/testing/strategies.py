@@ -14,7 +14,8 @@ Strategies:
 - :func:`sensor_ids`, :func:`sensor_specs`, :func:`valid_spec_dicts`
 - :func:`scene_metas`, :func:`atom_sets`, :func:`atom_batches`
 - :func:`malformed_spec_dicts` (each example is a spec dict with at least one real problem, and a
-  short label of what was broken), :func:`malformed_spec_yaml` (YAML text that must not load)
+  short label of what was broken; :func:`malformed_spec_labels` lists the labels),
+  :func:`malformed_spec_yaml` (YAML text that must not load)
 
 Needs the ``dev`` extra (``hypothesis``).
 """
@@ -251,18 +252,31 @@ _NOT_A_NUMBER = st.one_of(
 )
 
 
-def _bad_band(draw: st.DrawFn, band: dict[str, Any]) -> str:
-    """Break ``band`` in place; return a label of what was broken."""
+#: Labels of the band-level problems :func:`malformed_spec_dicts` makes.
+BAND_PROBLEMS = (
+    "band_missing_key", "band_unknown_key", "micrometres", "fwhm_too_wide", "fwhm_not_positive",
+    "gsd_not_positive", "not_a_number", "non_finite", "unknown_common_name",
+    "common_name_mismatch", "response_length", "response_order", "response_off_centre",
+    "stats_std", "out_of_range",
+)
+#: Labels of the spec-level problems (``missing_<key>`` for each required key).
+SPEC_PROBLEMS = (
+    *(f"missing_{k}" for k in REQUIRED_SPEC_KEYS), "unknown_key", "bad_id", "no_bands",
+    "bands_not_list", "band_not_mapping", "duplicate_band", "no_sources", "bad_modality",
+    "derivation_without_extends",
+)
+
+
+def malformed_spec_labels() -> tuple[str, ...]:
+    """Every label :func:`malformed_spec_dicts` may report."""
+    return (*BAND_PROBLEMS, *SPEC_PROBLEMS)
+
+
+def _bad_band(draw: st.DrawFn, band: dict[str, Any], kind: str) -> None:
+    """Break ``band`` in place with the problem ``kind`` (one of :data:`BAND_PROBLEMS`)."""
     c = float(band["center_wavelength_nm"])
-    kind = draw(st.sampled_from([
-        "band_missing_key", "band_unknown_key", "micrometres", "fwhm_too_wide", "fwhm_not_positive",
-        "gsd_not_positive", "not_a_number", "non_finite", "unknown_common_name",
-        "common_name_mismatch", "response_length", "response_order", "response_off_centre",
-        "stats_std", "out_of_range",
-    ]))
     if kind == "band_missing_key":
-        band.pop(draw(st.sampled_from(REQUIRED_BAND_KEYS)), None)
-        band.pop("name", None)  # at least one required key is surely gone
+        del band[draw(st.sampled_from([k for k in REQUIRED_BAND_KEYS if k in band]))]
     elif kind == "band_unknown_key":
         band[draw(st.sampled_from(["centre_wavelength_nm", "fwhm", "gsd", "wavelength", "Name"]))] = 1.0
     elif kind == "micrometres":
@@ -296,44 +310,48 @@ def _bad_band(draw: st.DrawFn, band: dict[str, Any]) -> str:
         band["fwhm_nm"] = 10.0
         band.pop("response", None)
         band.pop("common_name", None)
-    return kind
+
+
+def _breakable_bands(d: dict[str, Any]) -> list[dict[str, Any]]:
+    bands = d.get("bands")
+    if not isinstance(bands, list):
+        return []
+    return [b for b in bands if isinstance(b, dict) and isinstance(b.get("center_wavelength_nm"), (int, float))
+            and not isinstance(b.get("center_wavelength_nm"), bool)]
 
 
 @st.composite
 def malformed_spec_dicts(
-    draw: st.DrawFn, *, max_problems: int = 3, base: st.SearchStrategy[dict] | None = None
+    draw: st.DrawFn,
+    *,
+    max_problems: int = 3,
+    kinds: Sequence[str] | None = None,
+    base: st.SearchStrategy[dict] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """``(spec_dict, labels)``: a valid spec dict with 1..``max_problems`` deliberate problems.
 
-    Every label names a problem that on its own makes the spec invalid (missing or unknown keys,
-    unit slips, FWHM wider than its centre, non-positive GSD, wrong types, duplicate band names,
-    bad ids, broken responses, ...). The dict stays YAML-serialisable.
+    Every label (see :func:`malformed_spec_labels`) names a problem that on its own makes the spec
+    invalid: missing or unknown keys, unit slips, FWHM wider than its centre, non-positive GSD,
+    wrong types, duplicate band names, bad ids, broken responses, ... ``kinds`` restricts the
+    problems drawn. When a band-level problem has no band left to break (an earlier problem
+    replaced the band list), an unknown top-level key is added instead. The dict stays
+    YAML-serialisable.
     """
+    allowed = tuple(kinds) if kinds is not None else malformed_spec_labels()
+    unknown = sorted(set(allowed) - set(malformed_spec_labels()))
+    if unknown:
+        raise ValueError(f"unknown malformation kinds {unknown}; see malformed_spec_labels()")
     d = copy.deepcopy(draw(base if base is not None else valid_spec_dicts(max_bands=4)))
     labels = []
     for _ in range(draw(st.integers(1, max_problems))):
-        kind = draw(st.sampled_from([
-            "band", "band", "band", "missing_key", "unknown_key", "bad_id", "no_bands",
-            "bands_not_list", "band_not_mapping", "duplicate_band", "no_sources", "bad_modality",
-            "derivation_without_extends",
-        ]))
-        if kind in ("band", "band_not_mapping", "duplicate_band") and not (
-            isinstance(d.get("bands"), list) and d["bands"] and isinstance(d["bands"][0], dict)
-        ):
+        kind = draw(st.sampled_from(allowed))
+        needs_band = kind in BAND_PROBLEMS or kind in ("band_not_mapping", "duplicate_band")
+        if needs_band and not _breakable_bands(d):
             kind = "unknown_key"
-        if kind == "band":
-            band = draw(st.sampled_from([b for b in d["bands"] if isinstance(b, dict)]))
-            if "center_wavelength_nm" not in band or not isinstance(
-                band["center_wavelength_nm"], (int, float)
-            ):
-                kind = "band_missing_key"
-                band.pop("name", None)
-            else:
-                kind = _bad_band(draw, band)
-        elif kind == "missing_key":
-            key = draw(st.sampled_from(REQUIRED_SPEC_KEYS))
-            d.pop(key, None)
-            kind = f"missing_{key}"
+        if kind in BAND_PROBLEMS:
+            _bad_band(draw, draw(st.sampled_from(_breakable_bands(d))), kind)
+        elif kind.startswith("missing_"):
+            d.pop(kind[len("missing_"):], None)
         elif kind == "unknown_key":
             d[draw(st.sampled_from(["band", "sensor", "gsd", "ids", "Bands", "source"]))] = "x"
         elif kind == "bad_id":
@@ -345,7 +363,7 @@ def malformed_spec_dicts(
         elif kind == "band_not_mapping":
             d["bands"].append(draw(st.sampled_from(["B09", 42, None, ["B09", 945.0]])))
         elif kind == "duplicate_band":
-            d["bands"].append(copy.deepcopy(d["bands"][0]))
+            d["bands"].append(copy.deepcopy(_breakable_bands(d)[0]))
         elif kind == "no_sources":
             d["sources"] = []
         elif kind == "bad_modality":
