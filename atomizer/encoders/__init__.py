@@ -7,48 +7,32 @@ and the factorised :class:`TokenParts` a model consumes.
 
 from __future__ import annotations
 
-from atomizer.encoders.config import (
-    DEFAULT_CONFIG,
-    PART_NAMES,
-    EncoderSpec,
-    TokenizerConfig,
-    build_encoder,
-    default_config,
-)
-from atomizer.encoders.fourier import FourierValueEncoder, fourier_features, fourier_frequencies
-from atomizer.encoders.plot import plot_spectral_basis
-from atomizer.encoders.position import PositionEncoder, pixel_center_m
-from atomizer.encoders.spectral import DEFAULT_LAYOUT_NM, SpectralEncoder, gaussian_layout
-from atomizer.encoders.time_location import (
-    LocationEncoder,
-    TimeEncoder,
-    datetime_fields,
-    lonlat_to_xyz,
-)
-from atomizer.encoders.tokenizer import TokenParts, Tokenizer, max_factorisation_error, project_parts
+from atomizer._lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_CONFIG",
-    "DEFAULT_LAYOUT_NM",
-    "PART_NAMES",
-    "EncoderSpec",
-    "FourierValueEncoder",
-    "LocationEncoder",
-    "PositionEncoder",
-    "SpectralEncoder",
-    "TimeEncoder",
-    "TokenParts",
-    "Tokenizer",
-    "TokenizerConfig",
-    "build_encoder",
-    "datetime_fields",
-    "default_config",
-    "fourier_features",
-    "fourier_frequencies",
-    "gaussian_layout",
-    "lonlat_to_xyz",
-    "max_factorisation_error",
-    "pixel_center_m",
-    "plot_spectral_basis",
-    "project_parts",
-]
+_EXPORTS = {
+    "DEFAULT_CONFIG": "config",
+    "DEFAULT_LAYOUT_NM": "spectral",
+    "EncoderSpec": "config",
+    "FourierValueEncoder": "fourier",
+    "LocationEncoder": "time_location",
+    "PART_NAMES": "config",
+    "PositionEncoder": "position",
+    "SpectralEncoder": "spectral",
+    "TimeEncoder": "time_location",
+    "TokenParts": "tokenizer",
+    "Tokenizer": "tokenizer",
+    "TokenizerConfig": "config",
+    "build_encoder": "config",
+    "datetime_fields": "time_location",
+    "default_config": "config",
+    "fourier_features": "fourier",
+    "fourier_frequencies": "fourier",
+    "gaussian_layout": "spectral",
+    "lonlat_to_xyz": "time_location",
+    "max_factorisation_error": "tokenizer",
+    "pixel_center_m": "position",
+    "plot_spectral_basis": "plot",
+    "project_parts": "tokenizer",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

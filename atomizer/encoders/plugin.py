@@ -1,4 +1,7 @@
-"""Default plugin: registers the built-in token encoders by the names YAML configs use."""
+"""Default plugin: registers the built-in token encoders by the names YAML configs use.
+
+Encoders are registered as import strings, so loading this plugin does not import torch.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,8 @@ from atomizer.plugins.hookspecs import hookimpl
 
 @hookimpl
 def register_encoders(register):
-    from atomizer.encoders.fourier import FourierValueEncoder
-    from atomizer.encoders.position import PositionEncoder
-    from atomizer.encoders.spectral import SpectralEncoder
-    from atomizer.encoders.time_location import LocationEncoder, TimeEncoder
-
-    register("fourier_value", FourierValueEncoder)
-    register("position", PositionEncoder)
-    register("spectral", SpectralEncoder)
-    register("time", TimeEncoder)
-    register("location", LocationEncoder)
+    register("fourier_value", "atomizer.encoders.fourier:FourierValueEncoder")
+    register("position", "atomizer.encoders.position:PositionEncoder")
+    register("spectral", "atomizer.encoders.spectral:SpectralEncoder")
+    register("time", "atomizer.encoders.time_location:TimeEncoder")
+    register("location", "atomizer.encoders.time_location:LocationEncoder")
