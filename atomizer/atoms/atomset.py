@@ -209,6 +209,10 @@ class AtomSet:
 
     def select_bands(self, names: Sequence[str]) -> AtomSet:
         """Only the bands ``names`` (in that order), band indices renumbered."""
+        lowered = [n.lower() for n in names]
+        dups = sorted({n for n in names if lowered.count(n.lower()) > 1})
+        if dups:
+            raise AtomizerError(f"bands {', '.join(dups)} are named more than once; name each band once")
         lookup = {b.name.lower(): i for i, b in enumerate(self.bands)}
         missing = [n for n in names if n.lower() not in lookup]
         if missing:

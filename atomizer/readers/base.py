@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from atomizer.atoms.atomset import AtomSet
     from atomizer.sensors.spec import SensorSpec
 
-#: ``progress(bands_done, bands_total, label)``: called before each band is read and once at the
-#: end with ``bands_done == bands_total``.
+#: ``progress(pixels_done, pixels_total, band_name)``: called before each band is read (pixels of
+#: all bands' windows together) and once at the end with ``pixels_done == pixels_total``.
 ProgressCallback = Callable[[int, int, str], None]
 
 #: Valid longitudes / latitudes of a ``bbox`` (degrees).
@@ -70,7 +70,8 @@ class PixelWindow:
             col, row, width, height = (int(p) for p in parts)
         except ValueError:
             raise WindowError(
-                f"pixel window {text!r} is not four integers COL,ROW,WIDTH,HEIGHT (e.g. 0,0,256,256)"
+                f"pixel window {text!r} is not four integers COL,ROW,WIDTH,HEIGHT "
+                "(e.g. 0,0,256,256)"
             ) from None
         return cls(col, row, width, height)
 
@@ -251,9 +252,10 @@ def reader_for(source: str | Path, readers: Any, *, name: str | None = None) -> 
         return readers.get(name)
     accepting = [n for n in readers.names() if readers.get(n).can_read(str(source))]
     if not accepting:
-        claims = ", ".join(
-            f"{n} ({' '.join(readers.get(n).suffixes)})" for n in readers.names()
-        ) or "none registered"
+        claims = (
+            ", ".join(f"{n} ({' '.join(readers.get(n).suffixes)})" for n in readers.names())
+            or "none registered"
+        )
         raise ReaderError(
             f"no reader accepts {source}: the suffix {source_suffix(source) or '(none)'!r} is not "
             f"claimed by any reader ({claims}); rename the file or choose a reader with --reader"

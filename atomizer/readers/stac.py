@@ -1,0 +1,162 @@
+"""STAC Item -> AtomSet.
+
+Assets are matched to the bands of a sensor spec (given, or detected from the item's properties);
+each matched band is read on its own grid with the item's ``raster:bands`` (or STAC 1.1 band)
+scale, offset and no-data, else the spec's. Thumbnails, metadata and masks such as SCL are ignored
+unless they match a band.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from atomizer.errors import ReaderError
+from atomizer.readers.base import Reading, ReadOptions, ReadReport, source_suffix
+from atomizer.readers.detect import detect_sensor
+from atomizer.readers.matching import (
+    AssetInfo,
+    item_bands,
+    match_assets,
+    require_complete,
+    warn_disagreements,
+)
+from atomizer.readers.raster import BandSource, read_sources
+from atomizer.sensors.spec import SensorSpec
+
+
+def load_item(source: str | Path) -> Any:
+    """A ``pystac.Item`` from a path or URL; a missing or malformed item is a ReaderError."""
+    import pystac
+
+    text = str(source)
+    if "://" not in text and not Path(text).is_file():
+        raise ReaderError(f"STAC item {text} does not exist; check the path")
+    try:
+        return pystac.Item.from_file(text)
+    except json.JSONDecodeError as exc:
+        raise ReaderError(f"{text}: not valid JSON ({exc}); is it a STAC item?") from None
+    except (pystac.STACError, pystac.STACTypeError) as exc:
+        raise ReaderError(f"{text}: not a STAC Item ({exc})") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReaderError(
+            f"{text}: not a readable STAC Item (missing or malformed field: {exc}); check it with "
+            "a STAC validator"
+        ) from None
+    except OSError as exc:
+        raise ReaderError(f"{text}: cannot read the item ({exc})") from None
+
+
+def asset_infos(item: Any) -> list[AssetInfo]:
+    """What every asset of ``item`` is and declares (band metadata converted to nm)."""
+    out = []
+    for key, asset in item.assets.items():
+        fields = asset.extra_fields
+        where = f"{item.id}: asset {key!r}"
+        href = asset.get_absolute_href() or asset.href
+        gsd = fields.get("gsd")
+        out.append(
+            AssetInfo(
+                key=key,
+                href=str(href),
+                media_type=asset.media_type,
+                roles=tuple(asset.roles or ()),
+                bands=item_bands(fields, where),
+                gsd_m=float(gsd) if isinstance(gsd, (int, float)) and gsd > 0 else None,
+            )
+        )
+    return out
+
+
+def item_datetime(item: Any) -> dt.datetime | None:
+    """The item's ``datetime``, else its ``start_datetime``."""
+    if item.datetime is not None:
+        return item.datetime
+    start = item.properties.get("start_datetime")
+    if start:
+        from pystac.utils import str_to_datetime
+
+        return str_to_datetime(start)
+    return None
+
+
+class StacReader:
+    """Reads a STAC Item (JSON file or URL) into atoms."""
+
+    name = "stac"
+    suffixes = (".json", ".geojson")
+
+    def can_read(self, source: str) -> bool:
+        return source_suffix(source) in self.suffixes
+
+    def read(
+        self,
+        source: str | Path,
+        *,
+        sensor: SensorSpec | None = None,
+        sensors: Iterable[SensorSpec] | None = None,
+        options: ReadOptions | None = None,
+    ) -> Reading:
+        """Atoms of each asset band matching ``sensor`` (``None``: detect it among ``sensors``)."""
+        options = options or ReadOptions()
+        label = str(source)
+        item = load_item(source)
+        assets = asset_infos(item)
+        if sensor is None:
+            if sensors is None:
+                from atomizer.plugins.host import default_host
+
+                sensors = default_host().sensors
+            sensor, how = detect_sensor(
+                item.properties, assets, sensors, source=label, item_id=item.id
+            )
+        else:
+            how = "given"
+        result = match_assets(assets, sensor, select=options.bands)
+        require_complete(result, label, selected=options.bands is not None)
+        messages = warn_disagreements(result, label)
+        sources = [
+            BandSource(
+                band=m.band,
+                asset=m.asset.key,
+                href=m.asset.href,
+                asset_band=m.index,
+                matched_by=m.matched_by,
+                scale=m.item_band.scale if m.item_band else None,
+                offset=m.item_band.offset if m.item_band else None,
+                scale_from=m.item_band.scale_from if m.item_band else None,
+                nodata=m.item_band.nodata if m.item_band else (),
+                center_wavelength_nm=m.item_band.center_nm if m.item_band else None,
+                fwhm_nm=m.item_band.fwhm_nm if m.item_band else None,
+                single_band=not m.asset.bands,
+            )
+            for m in result.matches
+        ]
+        scene = read_sources(
+            sources,
+            sensor_id=sensor.id,
+            bbox=options.bbox,
+            window=options.window,
+            progress=options.progress,
+            datetime=item_datetime(item),
+            source_id=item.id,
+        )
+        report = ReadReport(
+            source=label,
+            reader=self.name,
+            sensor_id=sensor.id,
+            sensor_from=how,
+            crs=scene.crs,
+            reference_centre_m=scene.reference_centre_m,
+            window=scene.window,
+            bands=scene.readings,
+            ignored_assets=dict(result.ignored),
+            missing_bands=list(result.missing),
+            warnings=messages,
+            n_atoms=len(scene.atoms),
+            nbytes=scene.atoms.nbytes,
+        )
+        return Reading(scene.atoms, report)
