@@ -1,0 +1,186 @@
+"""What every dataset shares: samples before atomisation, and the dataset base class.
+
+A dataset item is ``(AtomSet, label)``; ``label`` is an ``int`` class index for multi-class tasks
+and a float32 multi-hot vector for multi-label ones. Datasets are torch-``Dataset`` compatible
+(``__len__`` / ``__getitem__``) without importing torch, and deterministic given a seed.
+
+Before atomisation a sample is a *source* that :func:`atomizer.data.apply_modality` can turn
+into any modality:
+
+- :class:`~atomizer.simulate.BandRasters` (alias :data:`RasterSample`): multispectral planes,
+  one per band on the band's native grid (BigEarthNet, EuroSAT);
+- :class:`HyperspectralSample`: a ``(H, W, C)`` cube with its band table (Indian Pines, earthlib),
+  from which any sensor can be simulated.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from atomizer.atoms.atomset import AtomSet, SceneMeta
+from atomizer.errors import DatasetError
+from atomizer.sensors.spec import SensorSpec
+from atomizer.simulate.api import BandRasters, atoms_from_planes
+from atomizer.simulate.spectral import SpectralTable
+
+Task = Literal["multiclass", "multilabel"]
+Label = int | np.ndarray
+#: Split names used by every dataset, in order.
+SPLITS = ("train", "validation", "test")
+
+RasterSample = BandRasters
+
+
+@dataclass(frozen=True, eq=False)
+class HyperspectralSample:
+    """A ``(H, W, C)`` float32 cube on one grid of ``table.gsd_m`` metres, and its band table.
+
+    ``spec`` is the source sensor when there is one (for band names and metadata of raw atoms).
+    """
+
+    cube: np.ndarray
+    table: SpectralTable
+    scene: SceneMeta
+    spec: SensorSpec | None = None
+    gsd_m: float | None = None  # pixel size; defaults to table.gsd_m
+
+    @property
+    def pixel_gsd_m(self) -> float:
+        gsd = self.gsd_m if self.gsd_m is not None else self.table.gsd_m
+        if gsd is None:
+            raise DatasetError(f"hyperspectral sample of {self.table.source_id} has no GSD")
+        return float(gsd)
+
+    def to_atoms(self) -> AtomSet:
+        """Every channel as atoms (C x H x W of them), with the source's band metadata."""
+        if self.spec is None:
+            raise DatasetError(
+                f"the raw channels of {self.table.source_id} have no sensor spec; simulate a "
+                "sensor from them with a modality instead"
+            )
+        planes = np.moveaxis(self.cube, -1, 0)
+        gsd = self.pixel_gsd_m
+        bands = tuple(b.model_copy(update={"gsd_m": gsd}) for b in self.spec.bands)
+        return atoms_from_planes(list(planes), bands, self.scene)
+
+
+SampleSource = BandRasters | HyperspectralSample | AtomSet
+
+
+def check_split(split: str | None, *, allow_none: bool = True) -> str | None:
+    """``split`` if it is one of :data:`SPLITS` (or ``None``), else a :class:`DatasetError`."""
+    if split is None and allow_none:
+        return None
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    return split
+
+
+def require_dir(path: str | Path, what: str) -> Path:
+    """``path`` as a Path if it is an existing folder, else one clear :class:`DatasetError`."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DatasetError(f"{what} not found at {p}: no such folder; check the path")
+    if not p.is_dir():
+        raise DatasetError(f"{what} at {p} is a file, not a folder; give the dataset's folder")
+    return p
+
+
+def multi_hot(indices: Sequence[int], n_classes: int) -> np.ndarray:
+    """A float32 vector of ``n_classes`` with ones at ``indices``."""
+    out = np.zeros(n_classes, dtype=np.float32)
+    out[list(indices)] = 1.0
+    return out
+
+
+class AtomDataset(ABC):
+    """Base of the datasets: ``dataset[i] -> (AtomSet, label)``.
+
+    Subclasses implement :meth:`source` (the sample before atomisation), :meth:`label` and
+    ``__len__``. With a ``modality`` the AtomSet is :func:`~atomizer.data.apply_modality` of the
+    source; without one it is the source's own atoms. Random crops draw from a generator seeded by
+    ``(seed, epoch, index)``, so an item is the same whichever worker loads it; call
+    :meth:`set_epoch` to get new crops each epoch.
+    """
+
+    task: Task = "multiclass"
+    class_names: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        *,
+        modality: Any = None,
+        crop: Literal["center", "random"] = "center",
+        seed: int = 0,
+        host: Any = None,
+    ) -> None:
+        from atomizer.simulate.api import SimulatorCache
+
+        if crop not in ("center", "random"):
+            raise DatasetError(f"crop must be 'center' or 'random', not {crop!r}")
+        self.modality = modality
+        self.crop = crop
+        self.seed = int(seed)
+        self.epoch = 0
+        self.host = host
+        self.simulators = SimulatorCache()
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Random crops depend on the epoch (and the seed and the index), nothing else."""
+        self.epoch = int(epoch)
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, int(index)])
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def source(self, index: int) -> SampleSource:
+        """The sample before atomisation (what :func:`apply_modality` takes)."""
+
+    @abstractmethod
+    def label(self, index: int) -> Label:
+        """The label of item ``index`` (class index, or multi-hot vector)."""
+
+    def labels(self) -> np.ndarray:
+        """All labels: ``(N,)`` int64 class indices or ``(N, n_classes)`` float32 multi-hot."""
+        items = [self.label(i) for i in range(len(self))]
+        if self.task == "multilabel":
+            return np.stack(items) if items else np.zeros((0, self.n_classes), np.float32)
+        return np.asarray(items, dtype=np.int64)
+
+    def atoms(self, index: int) -> AtomSet:
+        """The AtomSet of item ``index`` in this dataset's modality."""
+        source = self.source(index)
+        if self.modality is None:
+            return source if isinstance(source, AtomSet) else source.to_atoms()
+        from atomizer.data.transforms import apply_modality
+
+        return apply_modality(
+            source,
+            self.modality,
+            rng=self.rng(index) if self.crop == "random" else None,
+            cache=self.simulators,
+            host=self.host,
+        )
+
+    def _check_index(self, index: int) -> int:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a dataset of {n} items")
+        return index % n
+
+    def __getitem__(self, index: int) -> tuple[AtomSet, Label]:
+        index = self._check_index(int(index))
+        return self.atoms(index), self.label(index)
