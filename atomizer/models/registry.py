@@ -1,0 +1,78 @@
+"""Model variants as rows over a few implementations (timm style), and :func:`build_model`.
+
+A variant is a :class:`ModelFactory`: a model class plus a preset (config values that differ from
+the class defaults). ``factory(**params)`` validates ``{**preset, **params}`` against the class's
+config and builds the model; the model's ``config`` then holds every value, so
+``build_model(name, model.config.model_dump(mode="json"))`` rebuilds the same architecture (that is
+how checkpoints record it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from torch import nn
+
+from atomizer.errors import ConfigError, PluginError
+from atomizer.models.config import validate_config
+
+
+@dataclass(frozen=True)
+class ModelFactory:
+    """Builds one model variant: ``model_cls`` with ``preset`` under the caller's params."""
+
+    model_cls: type[nn.Module]
+    preset: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "preset", MappingProxyType(dict(self.preset)))
+
+    @property
+    def config_cls(self) -> type:
+        return self.model_cls.config_cls  # type: ignore[attr-defined]
+
+    def config(self, **params: Any) -> Any:
+        """The validated config of this variant under ``params``."""
+        return validate_config(self.config_cls, {**_plain(self.preset), **params})
+
+    def __call__(self, *, host: Any = None, **params: Any) -> nn.Module:
+        return self.model_cls(config=self.config(**params), host=host)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def build_model(
+    name: str, config: Mapping[str, Any] | None = None, *, host: Any = None
+) -> nn.Module:
+    """The model registered as ``name`` (Atomizer or baseline), configured by ``config``.
+
+    Unknown names raise :class:`~atomizer.errors.PluginError` (with the closest known names); bad
+    configs raise :class:`~atomizer.errors.ConfigError` listing every problem.
+    """
+    if host is None:
+        from atomizer.plugins.host import default_host
+
+        host = default_host()
+    factory = host.models.get(name)
+    params = dict(config or {})
+    if isinstance(factory, ModelFactory):
+        return factory(host=host, **params)
+    try:
+        model = factory(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model {name!r} rejected its config: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise PluginError(
+            f"model factory {name!r} returned {type(model).__name__}, not a torch module"
+        )
+    return model
