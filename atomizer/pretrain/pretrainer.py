@@ -1,0 +1,422 @@
+"""SatMIP / SatMIPS / SimCLR pretraining of an image encoder on chips with metadata.
+
+:class:`SatMIPModel` holds the image encoder (any registered model with ``encode(AtomBatch) -> (S,
+D)``: the Atomizer, or the ResNet / ViT baselines), the projection heads, the metadata encoder and
+the learnable temperature that the objective needs. :func:`pretrain` trains it with AdamW (betas
+0.9 / 0.98, eps 1e-8), ``lr = base_lr * batch_size / 256``, linear warmup then cosine decay, and
+measures training time and memory (:mod:`atomizer.pretrain.memory`).
+
+Under ``torch.distributed`` (a process group already initialised by the caller) the model is wrapped
+in DistributedDataParallel, every rank takes its share of each global batch and the losses gather
+embeddings across ranks (:mod:`atomizer.pretrain.losses`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from atomizer.atoms.batch import AtomBatch, collate_atoms
+from atomizer.errors import ConfigError, PluginError
+from atomizer.pretrain.augment import Augmenter
+from atomizer.pretrain.chips import Chip
+from atomizer.pretrain.config import ComponentConfig, PretrainConfig
+from atomizer.pretrain.losses import (
+    LearnableTemperature,
+    LossParts,
+    PretrainObjective,
+    distributed_world,
+    parse_method_label,
+)
+from atomizer.pretrain.memory import MemoryReport, SavedTensorTracker, state_bytes
+from atomizer.pretrain.metadata import MetadataRecord
+
+
+class ProjectionHead(nn.Sequential):
+    """SimCLR / CLIP-style two-layer MLP projection ``d_in -> hidden -> d_out``."""
+
+    def __init__(self, d_in: int, hidden: int, d_out: int) -> None:
+        super().__init__(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_out))
+
+
+def build_image_encoder(cfg: ComponentConfig, host: Any) -> nn.Module:
+    """The registered model ``cfg.name``; its classification head (if any) is left unused."""
+    from atomizer.models.registry import build_model
+
+    factory = host.models.get(cfg.name)
+    params = dict(cfg.params)
+    fields = getattr(getattr(factory, "config_cls", None), "model_fields", {})
+    if "num_classes" in fields and "num_classes" not in params:
+        params["num_classes"] = 1
+    model = build_model(cfg.name, params, host=host)
+    if not callable(getattr(model, "encode", None)):
+        raise PluginError(
+            f"model {cfg.name!r} has no encode(batch) method; it cannot be pretrained"
+        )
+    return model
+
+
+def build_metadata_encoder(cfg: ComponentConfig, host: Any) -> nn.Module:
+    factory = host.metadata_encoders.get(cfg.name)
+    return factory(**cfg.params)
+
+
+@torch.no_grad()
+def infer_feature_dim(encoder: nn.Module, batch: AtomBatch) -> int:
+    """Width of ``encoder.encode``'s output, from one forward pass in eval mode."""
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        return int(encoder.encode(batch).shape[-1])
+    finally:
+        encoder.train(was_training)
+
+
+class SatMIPModel(nn.Module):
+    """Image encoder + heads of one objective (SimCLR head, SatMIP image/metadata heads)."""
+
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        image_dim: int,
+        objective: PretrainObjective,
+        *,
+        metadata_encoder: nn.Module | None = None,
+        embed_dim: int = 64,
+        hidden_dim: int = 128,
+        init_temperature: float = 0.07,
+    ) -> None:
+        super().__init__()
+        self.objective = objective
+        self.image_encoder = image_encoder
+        self.image_dim = image_dim
+        self.simclr_head = (
+            ProjectionHead(image_dim, hidden_dim, embed_dim) if objective.uses_simclr else None
+        )
+        self.metadata_encoder = self.image_head = self.metadata_head = self.temperature = None
+        if objective.uses_metadata:
+            if metadata_encoder is None:
+                raise ConfigError(f"{objective.label} needs a metadata encoder")
+            self.metadata_encoder = metadata_encoder
+            self.image_head = ProjectionHead(image_dim, hidden_dim, embed_dim)
+            self.metadata_head = nn.Linear(int(metadata_encoder.out_dim), embed_dim)
+            self.temperature = LearnableTemperature(init_temperature)
+
+    def forward(
+        self, views: Sequence[AtomBatch], records: Sequence[MetadataRecord]
+    ) -> dict[str, Any]:
+        """Projected embeddings for the objective: keys ``simclr``, ``satmip``, ``logit_scale``."""
+        if len(views) != self.objective.n_views:
+            raise ValueError(
+                f"{self.objective.label} takes {self.objective.n_views} views, got {len(views)}"
+            )
+        feats = [self.image_encoder.encode(v) for v in views]
+        out: dict[str, Any] = {}
+        if self.simclr_head is not None:
+            out["simclr"] = (self.simclr_head(feats[0]), self.simclr_head(feats[1]))
+        if self.metadata_encoder is not None:
+            img = self.image_head(feats[self.objective.satmip_view])
+            meta = self.metadata_head(self.metadata_encoder(records))
+            out["satmip"] = (img, meta)
+            out["logit_scale"] = self.temperature()
+        return out
+
+
+def build_satmip_model(
+    config: PretrainConfig,
+    objective: PretrainObjective,
+    host: Any,
+    *,
+    example: AtomBatch | None = None,
+    image_dim: int | None = None,
+) -> SatMIPModel:
+    """A fresh model; ``image_dim`` (or a dry run on ``example``) gives the encoder's width."""
+    encoder = build_image_encoder(config.image_encoder, host)
+    if image_dim is None:
+        if example is None:
+            raise ValueError("give image_dim or an example batch")
+        image_dim = infer_feature_dim(encoder, example)
+    meta = (
+        build_metadata_encoder(config.metadata_encoder, host) if objective.uses_metadata else None
+    )
+    return SatMIPModel(
+        encoder,
+        image_dim,
+        objective,
+        metadata_encoder=meta,
+        embed_dim=config.embed_dim,
+        hidden_dim=config.projection_hidden,
+        init_temperature=config.init_temperature,
+    )
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run a block with ``torch.set_num_threads(n)`` (unchanged when ``n`` is None)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups as in CLIP: decay weight matrices only.
+
+    Biases, norm gains, other 1-d parameters and the temperature get no weight decay.
+    """
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or name.startswith("temperature."):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def lr_at(step: int, *, total_steps: int, warmup_steps: int, peak_lr: float) -> float:
+    """Linear warmup from 0 to ``peak_lr`` over ``warmup_steps``, then cosine decay to 0."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return peak_lr * (step + 1) / warmup_steps
+    span = max(total_steps - warmup_steps, 1)
+    progress = min(max(step - warmup_steps, 0) / span, 1.0)
+    return peak_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_views(
+    chips: Sequence[Chip],
+    objective: PretrainObjective,
+    augmenter: Augmenter,
+    rng: np.random.Generator,
+) -> tuple[list[AtomBatch], list[MetadataRecord]]:
+    """``n_views`` augmented batches of ``chips``, and the metadata of the SatMIP view.
+
+    The SatMIP view's records have their GSD scaled by the view's GSD-jitter factor, so the
+    metadata describes the image the encoder actually sees.
+    """
+    views, factors = [], []
+    for _ in range(objective.n_views):
+        out = [augmenter(c.atoms, rng) for c in chips]
+        views.append(collate_atoms([a for a, _ in out]))
+        factors.append([f for _, f in out])
+    jitter = factors[objective.satmip_view]
+    records = [
+        c.metadata.with_gsd(c.metadata.gsd_m * f) if c.metadata.gsd_m is not None else c.metadata
+        for c, f in zip(chips, jitter, strict=True)
+    ]
+    return views, records
+
+
+def train_step(
+    model: nn.Module,
+    objective: PretrainObjective,
+    views: Sequence[AtomBatch],
+    records: Sequence[MetadataRecord],
+    optimizer: torch.optim.Optimizer,
+    *,
+    grad_clip_norm: float | None = None,
+) -> LossParts:
+    """One optimisation step (``model`` may be DDP-wrapped). Returns the loss terms."""
+    out = model(views, records)
+    parts = objective(**out)
+    optimizer.zero_grad(set_to_none=True)
+    parts.total.backward()
+    if grad_clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
+    optimizer.step()
+    return parts
+
+
+@dataclass
+class PretrainResult:
+    """A trained model and what its training measured."""
+
+    model: SatMIPModel
+    objective: PretrainObjective
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_time_s: float = 0.0
+    steps: int = 0
+    memory: MemoryReport | None = None
+    step_wall_s: list[float] = field(default_factory=list)
+    step_cpu_s: list[float] = field(default_factory=list)
+
+    @property
+    def median_step_cpu_s(self) -> float:
+        """Median CPU time of one step (augmentation + forward + backward + update), all threads.
+
+        CPU time is what this process computed, so it barely moves when other processes share the
+        cores; the median drops the first steps' one-off allocations.
+        """
+        return float(np.median(self.step_cpu_s)) if self.step_cpu_s else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "method": self.objective.label,
+            "views_per_step": self.objective.n_views,
+            "steps": self.steps,
+            "train_time_s": self.train_time_s,
+            "cpu_time_s": float(np.sum(self.step_cpu_s)),
+            "median_step_cpu_s": self.median_step_cpu_s,
+            "median_step_wall_s": float(np.median(self.step_wall_s)) if self.step_wall_s else None,
+            "memory_bytes": self.memory.to_json() if self.memory else None,
+            "final": self.history[-1] if self.history else None,
+        }
+
+
+def _train(
+    model: SatMIPModel,
+    objective: PretrainObjective,
+    config: PretrainConfig,
+    chips: Sequence[Chip],
+    result: PretrainResult,
+    log: Callable[[str], None] | None,
+) -> None:
+    """The training loop of :func:`pretrain`: fills ``result`` (history, time, memory)."""
+    rank, world = distributed_world()
+    opt_cfg = config.optim
+    steps_per_epoch = len(chips) // opt_cfg.batch_size
+    net: nn.Module = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, opt_cfg.weight_decay),
+        lr=opt_cfg.lr,
+        betas=opt_cfg.betas,
+        eps=opt_cfg.eps,
+        weight_decay=opt_cfg.weight_decay,
+    )
+    augmenter = Augmenter(config.augment)
+    total_steps = steps_per_epoch * opt_cfg.epochs
+    warmup = int(round(opt_cfg.warmup_epochs * steps_per_epoch))
+    tracker = SavedTensorTracker(exclude=model)
+    cuda = next(model.parameters()).is_cuda
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    model.train()
+    step = 0
+    elapsed = 0.0
+    with torch_threads(config.threads):
+        for epoch in range(opt_cfg.epochs):
+            order = np.random.default_rng([config.seed, epoch]).permutation(len(chips))
+            sums: dict[str, float] = {}
+            start = time.perf_counter()
+            for i in range(steps_per_epoch):
+                idx = order[i * opt_cfg.batch_size : (i + 1) * opt_cfg.batch_size][rank::world]
+                rng = np.random.default_rng([config.seed, epoch, i, rank])
+                lr = lr_at(step, total_steps=total_steps, warmup_steps=warmup, peak_lr=opt_cfg.lr)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                views, records = make_views([chips[j] for j in idx], objective, augmenter, rng)
+                with tracker.track():
+                    parts = train_step(
+                        net,
+                        objective,
+                        views,
+                        records,
+                        optimizer,
+                        grad_clip_norm=opt_cfg.grad_clip_norm,
+                    )
+                result.step_wall_s.append(time.perf_counter() - wall0)
+                result.step_cpu_s.append(time.process_time() - cpu0)
+                for k, v in parts.as_floats().items():
+                    sums[k] = sums.get(k, 0.0) + v
+                step += 1
+            elapsed += time.perf_counter() - start
+            row = {k: v / steps_per_epoch for k, v in sums.items()}
+            row.update(epoch=epoch + 1, lr=lr, time_s=elapsed)
+            if model.temperature is not None:
+                row["logit_scale"] = float(model.temperature().detach())
+            result.history.append(row)
+            if log is not None and rank == 0:
+                terms = ", ".join(
+                    f"{k} {row[k]:.4f}" for k in ("loss", "satmip", "simclr") if k in row
+                )
+                progress = f"epoch {epoch + 1}/{opt_cfg.epochs}"
+                log(f"{objective.label} {progress}: {terms} ({elapsed:.1f} s)")
+    result.train_time_s = elapsed
+    result.steps = step
+    sb = state_bytes(model, optimizer)
+    result.memory = MemoryReport(
+        params=sb["params"],
+        grads=sb["grads"],
+        optimizer=sb["optimizer"],
+        peak_activations=tracker.peak_bytes,
+        cuda_peak=int(torch.cuda.max_memory_allocated()) if cuda else None,
+    )
+
+
+def pretrain(
+    config: PretrainConfig,
+    chips: Sequence[Chip],
+    *,
+    method: str | PretrainObjective,
+    host: Any,
+    log: Callable[[str], None] | None = None,
+) -> PretrainResult:
+    """Train ``config.image_encoder`` with ``method`` on ``chips`` (see the module docstring)."""
+    objective = method if isinstance(method, PretrainObjective) else parse_method_label(method)
+    objective = PretrainObjective(
+        objective.method,
+        coupled=objective.coupled,
+        lambda_simclr=config.lambda_simclr,
+        simclr_temperature=config.simclr_temperature,
+    )
+    _, world = distributed_world()
+    opt_cfg = config.optim
+    if opt_cfg.batch_size % world:
+        raise ConfigError(
+            f"optim.batch_size {opt_cfg.batch_size} is not divisible by {world} processes"
+        )
+    steps_per_epoch = len(chips) // opt_cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"{len(chips)} training chips are fewer than optim.batch_size {opt_cfg.batch_size}; "
+            "lower the batch size or add data"
+        )
+    with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's RNG state
+        torch.manual_seed(config.seed)
+        example = collate_atoms([c.atoms for c in chips[:2]])
+        model = build_satmip_model(config, objective, host, example=example)
+        result = PretrainResult(model=model, objective=objective)
+        _train(model, objective, config, chips, result, log)
+    model.eval()
+    return result
+
+
+@torch.no_grad()
+def extract_features(
+    model: SatMIPModel, chips: Sequence[Chip], *, batch_size: int = 128
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Frozen ``(image features, metadata features or None)`` of ``chips``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    img, meta = [], []
+    try:
+        for start in range(0, len(chips), batch_size):
+            part = chips[start : start + batch_size]
+            batch = collate_atoms([c.atoms for c in part]).to(device)
+            img.append(model.image_encoder.encode(batch).float().cpu().numpy())
+            if model.metadata_encoder is not None:
+                meta.append(
+                    model.metadata_encoder([c.metadata for c in part]).float().cpu().numpy()
+                )
+    finally:
+        model.train(was_training)
+    return np.concatenate(img), (np.concatenate(meta) if meta else None)

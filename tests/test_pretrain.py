@@ -1,0 +1,371 @@
+"""Pretraining: model per method, loop, memory accounting, checkpoints, config, real chips."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import shared_data_path
+from torch import nn
+
+from atomizer import hookimpl
+from atomizer.atoms.atomset import AtomSet, SceneMeta
+from atomizer.atoms.batch import AtomBatch, collate_atoms
+from atomizer.errors import CheckpointError, ConfigError
+from atomizer.pretrain.augment import AugmentConfig, Augmenter
+from atomizer.pretrain.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from atomizer.pretrain.chips import Chip
+from atomizer.pretrain.config import apply_overrides, load_config, parse_config, resolve_data_root
+from atomizer.pretrain.losses import parse_method_label
+from atomizer.pretrain.memory import SavedTensorTracker
+from atomizer.pretrain.metadata import MetadataRecord
+from atomizer.pretrain.pretrainer import (
+    build_satmip_model,
+    extract_features,
+    lr_at,
+    make_views,
+    parameter_groups,
+    pretrain,
+)
+from atomizer.sensors.spec import Band
+
+BANDS = (
+    Band(name="B1", center_wavelength_nm=560.0, fwhm_nm=30.0, gsd_m=10.0),
+    Band(name="B2", center_wavelength_nm=840.0, fwhm_nm=100.0, gsd_m=20.0),
+)
+
+
+class TinyEncoder(nn.Module):
+    """Deterministic toy image encoder: masked mean of an MLP over (value, |x|, |y|, wavelength).
+
+    (|x|, |y| rather than x, y: a mean over a centred grid would cancel the footprint's size.)
+    """
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, width), nn.Tanh(), nn.Linear(width, width))
+        self.calls = 0
+
+    def encode(self, batch: AtomBatch) -> torch.Tensor:
+        self.calls += 1
+        wl = batch.center_wavelength_nm[batch.band] / 1000
+        feats = torch.stack([batch.value, batch.x.abs() / 50, batch.y.abs() / 50, wl], dim=-1)
+        h = self.net(feats) * batch.mask[..., None]
+        return h.sum(1) / batch.mask.sum(1, keepdim=True).clamp(min=1)
+
+
+class TinyPlugin:
+    @hookimpl
+    def register_models(self, register):
+        register("tiny-test", lambda **params: TinyEncoder(**params))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tiny_host(monkeypatch, tmp_path):
+    from atomizer.plugins.host import PluginHost
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    return PluginHost(load_entrypoints=False, extra_plugins=(TinyPlugin(),))
+
+
+def toy_chips(n: int, seed: int = 0) -> list[Chip]:
+    """Chips whose values depend on their class and GSD, with matching metadata."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        cls, gsd_factor = i % 2, 1 + (i // 2) % 3
+        parts = []
+        for b, band in enumerate(BANDS):
+            g = band.gsd_m * gsd_factor
+            c = (np.arange(4) + 0.5 - 2) * g
+            xx, yy = np.meshgrid(c, c)
+            v = 0.2 + 0.3 * cls + 0.1 * np.log(gsd_factor) + 0.02 * rng.normal(size=xx.size)
+            parts.append((np.full(xx.size, b), xx.ravel(), yy.ravel(), v))
+        bands = tuple(b.model_copy(update={"gsd_m": b.gsd_m * gsd_factor}) for b in BANDS)
+        atoms = AtomSet(
+            value=np.concatenate([p[3] for p in parts]),
+            band=np.concatenate([p[0] for p in parts]),
+            x=np.concatenate([p[1] for p in parts]),
+            y=np.concatenate([p[2] for p in parts]),
+            bands=bands,
+            scene=SceneMeta(sensor_id="toy"),
+        )
+        meta = MetadataRecord(
+            gsd_m=10.0 * gsd_factor,
+            lon=float(i),
+            lat=45.0,
+            date=dt.date(2020, 1 + i % 12, 1),
+        )
+        out.append(Chip(atoms, meta, f"c{cls}", f"g{i}", "toy"))
+    return out
+
+
+def toy_config(**over):
+    raw = {
+        "name": "toy",
+        "image_encoder": {"name": "tiny-test", "params": {"width": 8}},
+        "metadata_encoder": {"name": "tabular", "params": {"width": 8, "depth": 1, "heads": 2}},
+        "embed_dim": 8,
+        "projection_hidden": 16,
+        "augment": {"max_atoms": 24},
+        "optim": {"epochs": 2, "batch_size": 8, "base_lr": 0.05, "warmup_epochs": 0.5},
+        "data": {"root": ".", "sources": [{"kind": "s2_tile", "path": "x"}]},
+    }
+    return parse_config(apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in over.items()]))
+
+
+def test_lr_schedule() -> None:
+    lrs = [lr_at(s, total_steps=10, warmup_steps=2, peak_lr=1.0) for s in range(10)]
+    assert lrs[0] == 0.5 and lrs[1] == 1.0 and lrs[2] == 1.0
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False)) and lrs[-1] < 0.05
+
+
+@pytest.mark.parametrize(
+    "label,views,keys",
+    [
+        ("simclr", 2, {"simclr"}),
+        ("satmip", 1, {"satmip", "logit_scale"}),
+        ("satmips-coupled", 2, {"simclr", "satmip", "logit_scale"}),
+        ("satmips-uncoupled", 3, {"simclr", "satmip", "logit_scale"}),
+    ],
+)
+def test_model_runs_the_encoder_once_per_view(tiny_host, label, views, keys) -> None:
+    chips = toy_chips(6)
+    obj = parse_method_label(label)
+    model = build_satmip_model(
+        toy_config(), obj, tiny_host, example=collate_atoms([chips[0].atoms])
+    )
+    batches, records = make_views(chips, obj, Augmenter(AugmentConfig()), np.random.default_rng(0))
+    assert len(batches) == views
+    model.image_encoder.calls = 0
+    out = model(batches, records)
+    assert set(out) == keys and model.image_encoder.calls == views
+    assert (model.metadata_encoder is None) == (label == "simclr")
+    with pytest.raises(ValueError, match="views"):
+        model(batches + batches, records)
+
+
+@pytest.mark.parametrize("name", ["atomizer-tiny", "resnet", "vit"])
+def test_registered_image_encoders_pretrain_and_reload(tiny_host, tmp_path, name) -> None:
+    """The Atomizer and the raster baselines all work as SatMIPS image encoders."""
+    params = (
+        {} if name.startswith("atomizer") else {"layout": {"sensor": "sentinel2a", "size_px": 8}}
+    )
+    cfg = toy_config(**{"image_encoder": {"name": name, "params": params}, "optim.epochs": 1})
+    chips = toy_chips(8)
+    res = pretrain(cfg, chips, method="satmips-coupled", host=tiny_host)
+    assert np.isfinite(res.history[-1]["loss"])
+    path = save_checkpoint(res, cfg, tmp_path / name)
+    a, _ = extract_features(res.model, chips)
+    b, _ = extract_features(load_checkpoint(path, host=tiny_host).model, chips)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_weight_decay_spares_biases_norms_and_temperature(tiny_host) -> None:
+    obj = parse_method_label("satmip")
+    model = build_satmip_model(
+        toy_config(), obj, tiny_host, example=collate_atoms([toy_chips(1)[0].atoms])
+    )
+    decay, no_decay = parameter_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert any(p is model.temperature.log_scale for p in no_decay["params"])
+    assert all(p.ndim >= 2 for p in decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_make_views_scales_the_metadata_gsd_with_the_view() -> None:
+    chips = toy_chips(4)
+    obj = parse_method_label("satmip")
+    aug = Augmenter(AugmentConfig(gsd_factor=(2.0, 2.0), crop_scale=(1.0, 1.0)))
+    views, records = make_views(chips, obj, aug, np.random.default_rng(0))
+    for c, r in zip(chips, records, strict=True):
+        assert r.gsd_m == pytest.approx(2 * c.metadata.gsd_m)
+    assert float(views[0].gsd_m.min()) == pytest.approx(20.0)
+
+
+def test_pretrain_records_history_time_and_memory(tiny_host) -> None:
+    chips = toy_chips(32)
+    res = pretrain(toy_config(), chips, method="satmips-coupled", host=tiny_host)
+    assert res.steps == 8 and len(res.history) == 2 and len(res.step_cpu_s) == 8
+    assert all(np.isfinite(h["loss"]) for h in res.history)
+    assert res.history[0]["loss"] == pytest.approx(
+        res.history[0]["satmip"] + res.history[0]["simclr"]
+    )
+    n_tensors = len(list(res.model.parameters()))
+    assert res.memory.peak_activations > 0
+    # AdamW: two moments per parameter plus one step counter per tensor
+    assert res.memory.optimizer == 2 * res.memory.params + 4 * n_tensors
+    assert not res.model.training
+    # seeded: the same run gives the same weights, and the caller's RNG state is untouched
+    state = torch.random.get_rng_state()
+    again = pretrain(toy_config(), chips, method="satmips-coupled", host=tiny_host)
+    assert torch.equal(state, torch.random.get_rng_state())
+    for a, b in zip(res.model.parameters(), again.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_view_coupling_lowers_activation_memory(tiny_host) -> None:
+    """Uncoupled SatMIPS holds exactly one more image-encoder pass of activations than coupled."""
+    chips = toy_chips(16)
+    cfg = toy_config(
+        **{"optim.epochs": 1, "augment.crop_scale": [1.0, 1.0], "augment.band_dropout": 0.0}
+    )
+    peak = {
+        m: pretrain(cfg, chips, method=m, host=tiny_host).memory.peak_activations
+        for m in ("simclr", "satmip", "satmips-coupled", "satmips-uncoupled")
+    }
+    assert peak["satmip"] < peak["satmips-coupled"] < peak["satmips-uncoupled"]
+    assert peak["simclr"] < peak["satmips-coupled"]
+    encoder = TinyEncoder(8)
+    views, _ = make_views(
+        chips[:8], parse_method_label("satmip"), Augmenter(cfg.augment), np.random.default_rng(0)
+    )
+    tracker = SavedTensorTracker(exclude=encoder)
+    with tracker.track():
+        encoder.encode(views[0]).sum().backward()
+    # one more encoder pass, plus its pooled (batch x width) features, which coupled SatMIPS
+    # shares between the SimCLR and SatMIP heads
+    pooled_bytes = 8 * 8 * 4
+    assert peak["satmips-uncoupled"] - peak["satmips-coupled"] == tracker.peak_bytes + pooled_bytes
+
+
+def test_satmip_loss_decreases_when_metadata_is_predictable(tiny_host) -> None:
+    chips = toy_chips(48)
+    cfg = toy_config(**{"optim.epochs": 8, "optim.base_lr": 0.5, "augment.gsd_factor": [1.0, 1.0]})
+    res = pretrain(cfg, chips, method="satmip", host=tiny_host)
+    losses = [h["satmip"] for h in res.history]
+    assert losses[0] > 2.0 > 1.8 > losses[-1]  # chance level is ln(8) = 2.08
+
+
+def test_saved_tensor_tracker_counts_storages_once() -> None:
+    x = torch.randn(1000, requires_grad=True)
+    tracker = SavedTensorTracker()
+    with tracker.track():
+        y = (x * x).sum()  # mul saves x twice: one storage
+        assert tracker.live_bytes == 4000
+        y.backward()
+    assert tracker.peak_bytes == 4000 and tracker.live_bytes == 0
+    layer = nn.Linear(10, 10)
+    tracker = SavedTensorTracker(exclude=layer)
+    with tracker.track():
+        layer(torch.randn(3, 10)).sum().backward()
+    assert tracker.peak_bytes == 3 * 10 * 4  # the input, not the weight
+
+
+def test_checkpoint_round_trip_and_errors(tiny_host, tmp_path) -> None:
+    chips = toy_chips(16)
+    cfg = toy_config(**{"optim.epochs": 1})
+    res = pretrain(cfg, chips, method="satmips-uncoupled", host=tiny_host)
+    path = save_checkpoint(res, cfg, tmp_path / "run")
+    json_path, st_path = checkpoint_paths(path)
+    assert json_path.exists() and st_path.exists()
+    assert st_path.read_bytes()[:8] != b"\x80\x04\x95"[:8]  # not a pickle
+    loaded = load_checkpoint(st_path, host=tiny_host)
+    assert loaded.info["method"] == "satmips-uncoupled"
+    a, ma = extract_features(res.model, chips, batch_size=5)
+    b, mb = extract_features(loaded.model, chips, batch_size=16)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ma, mb, rtol=1e-5, atol=1e-6)
+    assert a.shape == (16, 8) and ma.shape == (16, 8)
+    # another method's weights under this JSON: refused
+    other = pretrain(cfg, chips, method="simclr", host=tiny_host)
+    save_checkpoint(other, cfg, tmp_path / "other")
+    info = json.loads(json_path.read_text())
+    json_path.write_text(json.dumps({**info, "weights": "other.safetensors"}))
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_checkpoint(json_path, host=tiny_host)
+    json_path.write_text(json.dumps({**info, "version": 99}))
+    with pytest.raises(CheckpointError, match="version 99"):
+        load_checkpoint(json_path, host=tiny_host)
+    json_path.write_text("{")
+    with pytest.raises(CheckpointError, match="invalid JSON"):
+        load_checkpoint(json_path, host=tiny_host)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nothing.json", host=tiny_host)
+
+
+def test_config_is_strict_and_overridable(tmp_path, monkeypatch) -> None:
+    with pytest.raises(ConfigError, match="optim.epochz"):
+        toy_config(**{"optim.epochz": 3})
+    with pytest.raises(ConfigError, match="unknown methods"):
+        toy_config(methods=["byol"])
+    cfg = toy_config(methods=["satmips", "simclr"])
+    assert cfg.methods == ["satmips-coupled", "simclr"]
+    assert cfg.optim.lr == pytest.approx(0.05 * 8 / 256)
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "name: x\nimage_encoder: {name: tiny-test}\ndata:\n  root: data\n  sources:\n"
+        "    - {kind: s2_tile, path: t}\n"
+    )
+    cfg = load_config(p, ["optim.epochs=3", "data.sources.0.chip_px=4"])
+    assert cfg.optim.epochs == 3 and cfg.data.sources[0].chip_px == 4
+    monkeypatch.delenv("ATOMIZER_SHARED_DATA", raising=False)
+    assert resolve_data_root(cfg, tmp_path) == tmp_path / "data"
+    monkeypatch.setenv("ATOMIZER_SHARED_DATA", str(tmp_path / "elsewhere"))
+    assert resolve_data_root(cfg, tmp_path) == tmp_path / "elsewhere"
+    with pytest.raises(ConfigError, match="key.path=value"):
+        load_config(p, ["optim.epochs"])
+    with pytest.raises(ConfigError, match="chip_px"):
+        load_config(p, ["data.sources.0.chip_px=0"])
+
+
+@pytest.mark.data
+def test_real_chips_from_the_sentinel2_tile_and_bigearthnet(host) -> None:
+    from atomizer.pretrain.chips import SCL_CLASSES, build_chips
+
+    root = shared_data_path()
+    cfg = parse_config(
+        {
+            "name": "real",
+            "image_encoder": {"name": "atomizer-tiny"},
+            "data": {
+                "root": str(root),
+                "sources": [
+                    {
+                        "kind": "s2_tile",
+                        "path": "s2_l2a_T29UNU_20221005_60m",
+                        "chip_px": 4,
+                        "gsd_factors": [1, 2],
+                        "max_chips_per_class": 3,
+                        "min_chips_per_class": 1,
+                    },
+                    {
+                        "kind": "bigearthnet",
+                        "path": "bigearthnet_s2_examples",
+                        "gsd_factors": [10],
+                        "use": "pretrain",
+                    },
+                ],
+            },
+        }
+    )
+    chips = build_chips(cfg, host=host)
+    s2 = [c for c in chips.chips if c.source == "s2_tile"]
+    ben = [c for c in chips.chips if c.source == "bigearthnet"]
+    assert len(ben) == 14 and len(s2) >= 2 * 3
+    assert set(chips.class_names) <= set(SCL_CLASSES.values()) and len(chips.class_names) >= 3
+    for c in s2:
+        m = c.metadata
+        assert m.gsd_m in (60.0, 120.0) and m.sensor_id == "sentinel2a"
+        assert -9.2 < m.lon < -7.2 and 52.2 < m.lat < 53.4  # tile T29UNU, Ireland
+        assert m.date == dt.date(2022, 10, 5) and m.sun_elevation_deg == pytest.approx(
+            32.18, abs=0.01
+        )
+        assert len(c.atoms) == 4 * 4 * 11 and set(c.atoms.gsd_m) == {m.gsd_m}
+        assert -0.1 <= c.atoms.value.min() and c.atoms.value.max() < 2.0
+    for c in ben:
+        assert c.label is None and c.metadata.gsd_m == 100.0
+        assert sorted(set(c.atoms.gsd_m)) == [100.0, 200.0, 600.0]
+        assert c.metadata.date.year in (2017, 2018)
+    assert chips.summary()["n_probe"] == len(s2)
