@@ -6,8 +6,8 @@ config overrides), the optimiser (AdamW, linear warmup then cosine), epochs, bat
 metrics and where to write results. Unknown keys and impossible values are rejected with one
 :class:`~atomizer.errors.ConfigError` line per problem: ``FILE:LINE: key.path: what; how to fix``.
 
-``--set key.path=value`` overrides (see :func:`apply_overrides`) edit the raw YAML before validation,
-so a smoke run of a paper-size experiment needs no second file.
+``--set key.path=value`` overrides (see :func:`apply_overrides`) edit the raw YAML before
+validation, so a smoke run of a paper-size experiment needs no second file.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from atomizer.data.modality import Modality
 from atomizer.errors import ConfigError
+from atomizer.evaluation.metrics import METRIC_NAMES
 
-#: Metric names an experiment may ask for (see :mod:`atomizer.evaluation.metrics`).
-METRIC_NAMES = ("map_macro", "map_micro", "overall_accuracy", "f1_macro")
 #: The reference batch size of the linear learning-rate scaling rule lr = base_lr * batch / 256.
 LR_REFERENCE_BATCH = 256
 #: Separates a JSON key path from its message inside cross-field validation errors.
@@ -46,7 +46,7 @@ class DataConfig(_Strict):
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Dataset-specific options.")
     train_split: str = "train"
-    val_split: str = "val"
+    val_split: str = "validation"
     test_split: str = "test"
     modality_assignment: Literal["all", "partition"] = Field(
         default="all",
@@ -56,43 +56,16 @@ class DataConfig(_Strict):
     num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
 
 
-class ModalityConfig(_Strict):
-    """A modality: a sensor (registry id or spec file), an optional band subset, a GSD and a size."""
+def is_spec_file(sensor: str) -> bool:
+    """True when a modality's ``sensor`` names a YAML spec file rather than a registry id."""
+    return sensor.endswith((".yaml", ".yml"))
 
-    sensor: str = Field(min_length=1, description="Sensor id / alias, or a path to a YAML spec.")
-    bands: list[str] | None = Field(default=None, description="Band subset (default: all bands).")
-    gsd_m: float = Field(gt=0, description="Ground sampling distance in metres.")
-    size_px: int = Field(ge=1, description="Patch side in pixels at gsd_m.")
-    name: str | None = Field(default=None, description="Label in tables (default: derived).")
 
-    @field_validator("bands")
-    @classmethod
-    def _bands_unique(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        if not v:
-            raise ValueError("bands is empty; list at least one band, or leave it out for all")
-        dup = sorted({b for b in v if v.count(b) > 1})
-        if dup:
-            raise ValueError(f"band(s) {', '.join(dup)} listed twice; list each band once")
-        return v
-
-    @property
-    def label(self) -> str:
-        """The column label of this modality in comparison tables."""
-        if self.name:
-            return self.name
-        bands = f"[{','.join(self.bands)}]" if self.bands else ""
-        return f"{Path(self.sensor).stem if self.is_file else self.sensor}{bands}@{self.gsd_m:g}m/{self.size_px}px"
-
-    @property
-    def is_file(self) -> bool:
-        return self.sensor.endswith((".yaml", ".yml"))
-
-    def key(self) -> tuple:
-        """What makes two modalities the same (sensor, band set, GSD, size)."""
-        bands = tuple(sorted(b.lower() for b in self.bands)) if self.bands else None
-        return (self.sensor.lower(), bands, round(self.gsd_m, 6), self.size_px)
+def modality_key(m: Modality) -> tuple:
+    """What makes two modalities the same: sensor, band set, GSD and size."""
+    bands = tuple(sorted(b.lower() for b in m.bands)) if m.bands else None
+    gsd = None if m.gsd_m is None else round(m.gsd_m, 6)
+    return (m.sensor.lower(), bands, gsd, m.size_px)
 
 
 class ModelEntry(_Strict):
@@ -140,21 +113,29 @@ class ExperimentConfig(_Strict):
     description: str | None = None
     data: DataConfig
     task: TaskConfig
-    train_modalities: list[ModalityConfig] = Field(min_length=1)
-    val_modalities: list[ModalityConfig] = Field(default_factory=list)
-    test_modalities: list[ModalityConfig] = Field(default_factory=list)
+    train_modalities: list[Modality] = Field(min_length=1)
+    val_modalities: list[Modality] = Field(default_factory=list)
+    test_modalities: list[Modality] = Field(default_factory=list)
     models: list[ModelEntry] = Field(min_length=1)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1, description="Global batch size (all processes together).")
     eval_batch_size: int | None = Field(default=None, ge=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    metrics: list[str] = Field(default_factory=lambda: ["overall_accuracy", "f1_macro", "map_macro"])
+    metrics: list[str] = Field(
+        default_factory=lambda: ["overall_accuracy", "f1_macro", "map_macro"]
+    )
     primary_metric: str | None = Field(
         default=None, description="Metric of the comparison table (default: the first metric)."
     )
     output_dir: str = Field(default="runs", description="Relative to the current directory.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch CPU threads while this experiment runs (default: torch's choice). One "
+        "thread avoids OpenMP spin-wait slow-downs of small models on a busy machine.",
+    )
     amp: bool = Field(default=True, description="bf16 autocast; used only on CUDA.")
     deterministic: bool = True
     checkpoint_every_steps: int | None = Field(default=None, ge=1)
@@ -185,38 +166,67 @@ class ExperimentConfig(_Strict):
     def _consistent(self) -> ExperimentConfig:
         problems: list[tuple[tuple, str]] = []
         if self.optimizer.warmup_epochs > self.epochs:
-            problems.append((("optimizer", "warmup_epochs"), (
-                f"{self.optimizer.warmup_epochs:g} warmup epochs exceed the {self.epochs} training "
-                "epochs; warm up for fewer epochs than you train"
-            )))
+            problems.append(
+                (
+                    ("optimizer", "warmup_epochs"),
+                    (
+                        f"{self.optimizer.warmup_epochs:g} warmup epochs exceed the {self.epochs} "
+                        "training "
+                        "epochs; warm up for fewer epochs than you train"
+                    ),
+                )
+            )
         if self.primary_metric is not None and self.primary_metric not in self.metrics:
-            problems.append((("primary_metric",), (
-                f"{self.primary_metric!r} is not in metrics {self.metrics}; add it there"
-            )))
-        train = {m.key(): i for i, m in enumerate(self.train_modalities)}
+            problems.append(
+                (
+                    ("primary_metric",),
+                    (f"{self.primary_metric!r} is not in metrics {self.metrics}; add it there"),
+                )
+            )
+        train = {modality_key(m): i for i, m in enumerate(self.train_modalities)}
         for j, m in enumerate(self.test_modalities):
-            if m.key() in train:
-                problems.append((("test_modalities", j), (
-                    f"{m.label} is also train_modalities[{train[m.key()]}]; test modalities must "
-                    "be unseen in training: change its bands, GSD or size"
-                )))
+            if modality_key(m) in train:
+                problems.append(
+                    (
+                        ("test_modalities", j),
+                        (
+                            f"{m.label} is also train_modalities[{train[modality_key(m)]}]; "
+                            "test modalities must "
+                            "be unseen in training: change its bands, GSD or size"
+                        ),
+                    )
+                )
         for field_name in ("train_modalities", "val_modalities", "test_modalities"):
             labels = [m.label for m in getattr(self, field_name)]
             for j, label in enumerate(labels):
                 if label in labels[:j]:
-                    problems.append(((field_name, j), (
-                        f"label {label!r} is used twice (also [{labels.index(label)}]); give one "
-                        "of them another name"
-                    )))
+                    problems.append(
+                        (
+                            (field_name, j),
+                            (
+                                f"label {label!r} is used twice (also [{labels.index(label)}]); "
+                                "give one "
+                                "of them another name"
+                            ),
+                        )
+                    )
         rows = [m.row for m in self.models]
         for j, row in enumerate(rows):
             if row in rows[:j]:
-                problems.append((("models", j), (
-                    f"{row!r} is listed twice (also models[{rows.index(row)}]); give one of "
-                    "them a label"
-                )))
+                problems.append(
+                    (
+                        ("models", j),
+                        (
+                            f"{row!r} is listed twice (also models[{rows.index(row)}]); "
+                            "give one of "
+                            "them a label"
+                        ),
+                    )
+                )
         if problems:
-            raise ValueError("\n".join(f"{json.dumps(loc)}{_LOC_SEP}{msg}" for loc, msg in problems))
+            raise ValueError(
+                "\n".join(f"{json.dumps(loc)}{_LOC_SEP}{msg}" for loc, msg in problems)
+            )
         return self
 
     # --- derived values ---------------------------------------------------------------------------
@@ -240,14 +250,32 @@ class ExperimentConfig(_Strict):
         known = ", ".join(m.row for m in self.models)
         raise ConfigError(f"model {name!r} is not in experiment {self.name!r} (it has: {known})")
 
-    def fingerprint(self) -> str:
-        """A short hash of everything that changes training results."""
-        data = self.model_dump(mode="json", exclude={"output_dir", "description", "test_modalities"})
+    def fingerprint(self, entry: ModelEntry | None = None) -> str:
+        """A short hash of what decides the trained weights of ``entry`` (all models if None).
+
+        Test modalities, seeds, metrics, output and checkpoint settings are left out: changing them
+        (or adding a model) keeps finished runs reusable.
+        """
+        ignored = {
+            "output_dir",
+            "description",
+            "test_modalities",
+            "seeds",
+            "metrics",
+            "primary_metric",
+            "eval_batch_size",
+            "keep_checkpoints",
+            "checkpoint_every_steps",
+        }
+        data = self.model_dump(mode="json", exclude=ignored)
+        data["data"].pop("num_workers", None)
+        if entry is not None:
+            data["models"] = [entry.model_dump(mode="json", exclude={"label"})]
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-# --- loading ------------------------------------------------------------------------------------------
+# --- loading --------------------------------------------------------------------------------------
 def _line_of(node: yaml.Node | None, loc: Sequence[Any]) -> int | None:
     """1-based line of the deepest YAML node on ``loc`` (the key itself for a mapping entry)."""
     if node is None:
@@ -259,7 +287,9 @@ def _line_of(node: yaml.Node | None, loc: Sequence[Any]) -> int | None:
             if match is None:
                 return line
             line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             node = node.value[part]
             line = node.start_mark.line + 1
         else:
@@ -325,7 +355,7 @@ def format_errors(exc: ValidationError, origin: str, node: yaml.Node | None) -> 
 
 
 def parse_override(text: str) -> tuple[list[str | int], Any]:
-    """``models.0.config.width=32`` -> (["models", 0, "config", "width"], 32) (value read as YAML)."""
+    """``models.0.config.width=32`` -> (["models", 0, "config", "width"], 32); values are YAML."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {text!r}: write KEY.PATH=VALUE, e.g. --set epochs=1")
@@ -397,32 +427,34 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
 def validate_config(
     data: Mapping[str, Any], *, origin: str = "<config>", node: yaml.Node | None = None
 ) -> ExperimentConfig:
-    """Validate a raw mapping into an :class:`ExperimentConfig` (:class:`ConfigError` on failure)."""
+    """Validate a raw mapping into an :class:`ExperimentConfig` (else a :class:`ConfigError`)."""
     try:
         return ExperimentConfig.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError("\n".join(format_errors(exc, origin, node))) from None
 
 
-def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
-    """Make the data path and spec-file sensors relative to ``base`` absolute."""
+def _absolute(value: Any, base: Path) -> Any:
+    if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        return str((base / Path(value).expanduser()).resolve())
+    return value
 
-    def fix(m: ModalityConfig) -> ModalityConfig:
-        if m.is_file and not Path(m.sensor).is_absolute():
-            return m.model_copy(update={"sensor": str((base / m.sensor).resolve())})
-        return m
 
-    data = config.data
-    if data.path is not None and not Path(data.path).expanduser().is_absolute():
-        data = data.model_copy(update={"path": str((base / data.path).resolve())})
-    return config.model_copy(
-        update={
-            "data": data,
-            "train_modalities": [fix(m) for m in config.train_modalities],
-            "val_modalities": [fix(m) for m in config.val_modalities],
-            "test_modalities": [fix(m) for m in config.test_modalities],
-        }
-    )
+def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``raw`` with a relative ``data.path`` and spec-file sensors made absolute (from ``base``)."""
+    out = copy.deepcopy(raw)
+    data = out.get("data")
+    if isinstance(data, dict) and data.get("path") is not None:
+        data["path"] = _absolute(data["path"], base)
+    for key in ("train_modalities", "val_modalities", "test_modalities"):
+        for m in out.get(key) or []:
+            if (
+                isinstance(m, dict)
+                and isinstance(m.get("sensor"), str)
+                and is_spec_file(m["sensor"])
+            ):
+                m["sensor"] = _absolute(m["sensor"], base)
+    return out
 
 
 def load_config(
@@ -431,14 +463,17 @@ def load_config(
     """Read, override, validate and check an experiment YAML file.
 
     ``known_models`` (the model registry's names) makes unknown model names an error.
+    Relative paths written in the file are relative to the file; those given in overrides are
+    relative to the current directory.
     """
     path = Path(path)
     raw, node = read_yaml(path)
-    raw = apply_overrides(raw, overrides)  # line numbers still point into the original file
+    raw = resolve_paths(raw, path.resolve().parent)
+    raw = resolve_paths(apply_overrides(raw, overrides), Path.cwd())  # lines still match the file
     config = validate_config(raw, origin=str(path), node=node)
     if known_models is not None:
         check_model_names(config, known_models, origin=str(path), node=node)
-    return resolve_paths(config, path.resolve().parent)
+    return config
 
 
 def check_model_names(
@@ -456,7 +491,9 @@ def check_model_names(
             line = _line_of(node, ("models", i, "name"))
             where = f"{origin}:{line}" if line is not None else origin
             close = difflib.get_close_matches(m.name.lower(), names, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(names) or 'none'}"
+            hint = (
+                f"did you mean {close[0]!r}?" if close else f"known: {', '.join(names) or 'none'}"
+            )
             problems.append(f"{where}: models[{i}].name: unknown model {m.name!r}; {hint}")
     if problems:
         raise ConfigError("\n".join(problems))

@@ -1,0 +1,367 @@
+"""The jobs behind ``atomizer train``, ``atomizer evaluate`` and ``atomizer run``.
+
+- :func:`train_one`: one model, one seed, into ``output_dir/<model>/seed-<n>`` (resumable);
+- :func:`evaluate_checkpoint`: a trained model on any modality, including one whose sensor spec was
+  written after training (an id on ``ATOMIZER_SENSOR_PATH`` or a YAML file);
+- :func:`run_experiment`: every model x every seed, every test modality, then the comparison table
+  (:mod:`atomizer.training.report`).
+
+Model configs get ``num_classes`` and ``task`` from the experiment; a baseline without a ``layout``
+reads the union of the training modalities' bands (the paper's fixed band layout with missing bands
+zero-filled), on a raster as large as the largest training modality.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from atomizer.data.modality import Modality
+from atomizer.errors import CheckpointError, ConfigError, ModalityError, OutputError
+from atomizer.training.checkpoint import latest_checkpoint, load_checkpoint, read_meta
+from atomizer.training.config import ExperimentConfig, ModelEntry, validate_config
+from atomizer.training.datasets import DatasetBuilder, modality_bands
+from atomizer.training.distributed import DistContext
+from atomizer.training.evaluate import cpu_threads, evaluate_model, resolve_device
+from atomizer.training.trainer import Trainer, TrainResult, TrainSettings
+
+
+# --- models ---------------------------------------------------------------------------------------
+def _config_fields(name: str, host: Any) -> set[str] | None:
+    factory = host.models.get(name)
+    cls = getattr(factory, "config_cls", None)
+    return set(cls.model_fields) if cls is not None else None
+
+
+def default_layout(config: ExperimentConfig, host: Any) -> dict[str, Any]:
+    """A raster layout over the union of the training modalities' bands (first sensor's spec)."""
+    from atomizer.sensors import get_sensor
+
+    first = config.train_modalities[0]
+    spec = get_sensor(first.sensor, host)
+    wanted: list[str] = []
+    for m in config.train_modalities:
+        other = get_sensor(m.sensor, host)
+        for name in m.band_names(other):
+            band = other.band(name)
+            try:
+                mine = spec.band(band.name).name
+            except Exception:  # noqa: BLE001 - a band of another sensor: no layout slot by name
+                continue
+            if mine not in wanted:
+                wanted.append(mine)
+    ordered = [b for b in spec.band_names if b in wanted]
+    sizes = [m.size_px for m in config.train_modalities if m.size_px]
+    return {"sensor": spec.id, "sensor_bands": ordered, "size_px": max(sizes) if sizes else 32}
+
+
+def model_params(entry: ModelEntry, config: ExperimentConfig, host: Any) -> dict[str, Any]:
+    """The model's config: the entry's overrides plus the task, and a default raster layout."""
+    params = dict(entry.config)
+    fields = _config_fields(entry.name, host)
+    for key, value in (("num_classes", config.task.num_classes), ("task", config.task.type)):
+        if key in params and params[key] != value:
+            raise ConfigError(
+                f"models[{entry.row}].config.{key}: {params[key]!r} contradicts task ({value!r}); "
+                "leave it out, the task sets it"
+            )
+        if fields is None or key in fields:
+            params[key] = value
+    if fields is not None and "layout" in fields and "layout" not in params:
+        params["layout"] = default_layout(config, host)
+    return params
+
+
+def build(name: str, params: Mapping[str, Any], host: Any) -> nn.Module:
+    from atomizer.models import build_model
+
+    return build_model(name, dict(params), host=host)
+
+
+def model_record(model: nn.Module, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """What a checkpoint stores to rebuild ``model``: its name and full config."""
+    cfg = getattr(model, "config", None)
+    dumped = cfg.model_dump(mode="json") if hasattr(cfg, "model_dump") else dict(params)
+    return {"model_name": name, "model_config": dumped}
+
+
+def check_readable(
+    model: nn.Module, bands: Iterable[Any], *, model_name: str, modality: str
+) -> None:
+    """:class:`ModalityError` when ``model`` has a fixed band layout none of ``bands`` fills."""
+    layout = getattr(model, "layout", None)
+    match = getattr(layout, "match", None)
+    if match is None:
+        return
+    bands = tuple(bands)
+    if bands and all(i < 0 for i in match(bands)):
+        names = ", ".join(b.name for b in getattr(layout, "bands", ()))
+        have = ", ".join(f"{b.name} ({b.center_wavelength_nm:g} nm)" for b in bands)
+        raise ModalityError(
+            f"model {model_name!r} reads a fixed band layout ({names}); none of the bands of "
+            f"modality {modality} ({have}) falls within its wavelength tolerance, so it would see "
+            "only zeros: evaluate a model that reads atoms (atomizer) or pick overlapping bands"
+        )
+
+
+# --- training -------------------------------------------------------------------------------------
+def run_dir_for(output_dir: str | Path, entry: ModelEntry, seed: int) -> Path:
+    return Path(output_dir) / entry.row / f"seed-{seed}"
+
+
+def train_one(
+    config: ExperimentConfig,
+    entry: ModelEntry,
+    seed: int,
+    *,
+    host: Any,
+    run_dir: str | Path | None = None,
+    resume: bool | str = False,
+    builder: DatasetBuilder | None = None,
+    dist: DistContext | None = None,
+    progress: bool = False,
+    stop_after_steps: int | None = None,
+) -> TrainResult:
+    """Train ``entry`` with ``seed``; ``resume="auto"`` resumes a partial run, skips a done one."""
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config.output_dir, entry, seed)
+    params = model_params(entry, config, host)
+    probe = build(entry.name, params, host)  # validates the model config before any data work
+    meta = {
+        "experiment": config.model_dump(mode="json"),
+        "experiment_fingerprint": config.fingerprint(entry),
+        "model_label": entry.row,
+        **model_record(probe, entry.name, params),
+    }
+    del probe
+    existing = latest_checkpoint(run_dir)
+    if existing is not None:
+        old = read_meta(existing)
+        if old.get("experiment_fingerprint") != meta["experiment_fingerprint"]:
+            raise OutputError(
+                f"{run_dir} holds a run of another config (fingerprint "
+                f"{old.get('experiment_fingerprint')} != {meta['experiment_fingerprint']}); "
+                "choose another output folder or delete that run"
+            )
+        if resume == "auto" and old.get("finished"):
+            ckpt = load_checkpoint(existing)
+            model = build(entry.name, ckpt.meta["model_config"], host)
+            model.load_state_dict(ckpt.model_state)
+            return TrainResult(
+                run_dir,
+                existing,
+                ckpt.epoch,
+                ckpt.global_step,
+                list(ckpt.meta.get("history", [])),
+                True,
+                model,
+            )
+    builder = builder or DatasetBuilder(config.data, config.task, host=host)
+    train_set = builder.training_set(config.data.train_split, config.train_modalities)
+    val_sets = {m.label: builder.build(config.data.val_split, m) for m in config.val_modalities}
+    trainer = Trainer(
+        model_factory=lambda: build(entry.name, params, host),
+        train_set=train_set,
+        val_sets=val_sets,
+        settings=TrainSettings.from_config(config, seed),
+        run_dir=run_dir,
+        meta=meta,
+        dist=dist,
+        progress=progress,
+    )
+    go_on = (existing is not None) if resume == "auto" else bool(resume)
+    with cpu_threads(config.threads):
+        return trainer.fit(resume=go_on, stop_after_steps=stop_after_steps)
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+def experiment_of(meta: Mapping[str, Any], path: Any) -> ExperimentConfig:
+    """The experiment config stored in a checkpoint record."""
+    if "experiment" not in meta:
+        raise CheckpointError(f"{path}: the checkpoint records no experiment config; pass --config")
+    return validate_config(meta["experiment"], origin=f"{path} (experiment)")
+
+
+def load_model(
+    checkpoint: str | Path, *, host: Any, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, dict]:
+    """The model of a checkpoint, weights loaded, in eval mode, and the checkpoint's record."""
+    ckpt = load_checkpoint(checkpoint)
+    name, cfg = ckpt.meta.get("model_name"), ckpt.meta.get("model_config")
+    if name is None or cfg is None:
+        raise CheckpointError(f"{ckpt.path}: no model_name / model_config; it cannot be rebuilt")
+    model = build(name, cfg, host)
+    try:
+        model.load_state_dict(ckpt.model_state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{ckpt.path}: weights do not fit model {name!r}: {first}") from None
+    model.to(device).eval()
+    return model, {**ckpt.meta, "_path": str(ckpt.path)}
+
+
+def split_dataset(
+    builder: DatasetBuilder, split: str, modality: Modality, cache: dict[str, Any] | None = None
+) -> Any:
+    """The dataset of ``split`` in ``modality`` (memoised in ``cache``), its first item checked."""
+    key = f"{split}:{modality.model_dump_json()}"
+    if cache is not None and key in cache:
+        return cache[key]
+    dataset = builder.build(split, modality)
+    if len(dataset) > 0:
+        dataset[0]  # a modality the samples cannot provide fails here, not mid-evaluation
+    if cache is not None:
+        cache[key] = dataset
+    return dataset
+
+
+def evaluate_on(
+    model: nn.Module,
+    config: ExperimentConfig,
+    modality: Modality,
+    *,
+    host: Any,
+    model_name: str,
+    builder: DatasetBuilder | None = None,
+    split: str | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    datasets: dict[str, Any] | None = None,
+) -> dict[str, float]:
+    """The experiment's metrics of ``model`` on ``modality`` (test split by default).
+
+    Raises :class:`ModalityError` when the model cannot read the modality's bands at all.
+    """
+    builder = builder or DatasetBuilder(config.data, config.task, host=host)
+    dataset = split_dataset(builder, split or config.data.test_split, modality, datasets)
+    check_readable(model, modality_bands(dataset), model_name=model_name, modality=modality.label)
+    return evaluate_model(
+        model,
+        dataset,
+        task=config.task.type,
+        num_classes=config.task.num_classes,
+        metrics=config.metrics,
+        batch_size=config.eval_batch_size or config.batch_size,
+        device=device,
+        amp=config.amp,
+        progress=progress,
+        description=f"test {modality.label}",
+    )
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    modality: Modality,
+    *,
+    host: Any,
+    config: ExperimentConfig | None = None,
+    split: str | None = None,
+    device: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Load a checkpoint and evaluate it on ``modality``; returns metrics and provenance."""
+    meta = read_meta(checkpoint)
+    config = config or experiment_of(meta, meta["_path"])
+    target = resolve_device(device or config.device)
+    builder = DatasetBuilder(config.data, config.task, host=host)  # data errors before model work
+    model, meta = load_model(checkpoint, host=host, device=target)
+    with cpu_threads(config.threads):
+        metrics = evaluate_on(
+            model,
+            config,
+            modality,
+            host=host,
+            model_name=meta["model_name"],
+            builder=builder,
+            split=split,
+            device=target,
+            progress=progress,
+        )
+    trained_on = [
+        m.get("name") or Modality.model_validate(m).label
+        for m in meta.get("experiment", {}).get("train_modalities", [])
+    ]
+    return {
+        "checkpoint": meta["_path"],
+        "model": meta.get("model_label") or meta["model_name"],
+        "seed": meta.get("seed"),
+        "modality": modality.label,
+        "split": split or config.data.test_split,
+        "trained_on": trained_on,
+        "metrics": metrics,
+    }
+
+
+# --- the whole experiment -------------------------------------------------------------------------
+@dataclass
+class RunResults:
+    """Per model, per test modality, per seed: every metric; plus timings."""
+
+    config: ExperimentConfig
+    scores: dict[str, dict[str, dict[int, dict[str, float]]]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    host: Any,
+    progress: bool = False,
+    log: Any = None,
+) -> RunResults:
+    """Train every model with every seed (resuming / reusing finished runs), test every modality."""
+    say = log or (lambda message: None)
+    for entry in config.models:  # every model config is valid before anything is trained
+        build(entry.name, model_params(entry, config, host), host)
+    builder = DatasetBuilder(config.data, config.task, host=host)
+    device = resolve_device(config.device)
+    results = RunResults(config)
+    test_sets: dict[str, Any] = {}
+    for m in config.test_modalities:  # data errors surface before hours of training
+        split_dataset(builder, config.data.test_split, m, test_sets)
+    for m in [*config.train_modalities, *config.val_modalities]:
+        split = config.data.val_split if m in config.val_modalities else config.data.train_split
+        split_dataset(builder, split, m)
+    for entry in config.models:
+        started = time.perf_counter()
+        per_mod: dict[str, dict[int, dict[str, float]]] = {
+            m.label: {} for m in config.test_modalities
+        }
+        for seed in config.seeds:
+            say(f"training {entry.row} (seed {seed})")
+            trained = train_one(
+                config, entry, seed, host=host, resume="auto", builder=builder, progress=progress
+            )
+            model = trained.model.to(device).eval()
+            for m in config.test_modalities:
+                dataset = test_sets[f"{config.data.test_split}:{m.model_dump_json()}"]
+                try:
+                    check_readable(
+                        model, modality_bands(dataset), model_name=entry.name, modality=m.label
+                    )
+                except ModalityError as exc:  # reported as n/a: the model sees only zeros
+                    results.notes.setdefault(entry.row, {})[m.label] = str(exc)
+                    per_mod[m.label][seed] = {k: float("nan") for k in config.metrics}
+                    continue
+                with cpu_threads(config.threads):
+                    per_mod[m.label][seed] = evaluate_on(
+                        model,
+                        config,
+                        m,
+                        host=host,
+                        model_name=entry.name,
+                        builder=builder,
+                        device=device,
+                        progress=progress,
+                        datasets=test_sets,
+                    )
+        results.scores[entry.row] = per_mod
+        results.seconds[entry.row] = round(time.perf_counter() - started, 2)
+        say(f"{entry.row}: {results.seconds[entry.row]:.1f} s")
+    return results

@@ -1,0 +1,251 @@
+"""The training loop: learning, logs, deterministic seeds, exact mid-epoch resume."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from training_toys import ToyAtomDataset, build_toy
+
+from atomizer.errors import CheckpointError, OutputError
+from atomizer.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from atomizer.training.evaluate import evaluate_model
+from atomizer.training.trainer import Trainer, TrainSettings
+
+METRICS = ("overall_accuracy", "map_macro", "f1_macro")
+
+
+def make_trainer(
+    run_dir: Path, *, epochs: int = 3, every: int | None = 2, seed: int = 0, drop_p: float = 0.2
+):
+    settings = TrainSettings(
+        task="multiclass",
+        num_classes=3,
+        epochs=epochs,
+        batch_size=8,
+        lr=2e-2,
+        seed=seed,
+        metrics=METRICS,
+        checkpoint_every_steps=every,
+        device="cpu",
+    )
+    return Trainer(
+        model_factory=lambda: build_toy({"drop_p": drop_p}),
+        train_set=ToyAtomDataset(36),
+        val_sets={"val": ToyAtomDataset(12, seed=1)},
+        settings=settings,
+        run_dir=run_dir,
+        meta={"model_name": "toy", "experiment_fingerprint": "abc"},
+        tensorboard=False,
+    )
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def val_columns(history):
+    return [
+        {k: v for k, v in row.items() if k.startswith(("val/", "train_loss", "global_step"))}
+        for row in history
+    ]
+
+
+def test_training_learns_and_logs(tmp_path):
+    result = make_trainer(tmp_path / "run", epochs=4, every=None).fit()
+    assert result.finished and result.epochs_done == 4
+    assert result.global_step == 4 * 5  # 36 samples, batch 8 -> 5 steps per epoch
+    losses = [row["train_loss"] for row in result.history]
+    assert losses[-1] < losses[0]
+    with open(tmp_path / "run" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert float(rows[-1]["val/val/overall_accuracy"]) == pytest.approx(
+        result.history[-1]["val/val/overall_accuracy"]
+    )
+    ckpt = load_checkpoint(result.checkpoint)
+    assert ckpt.meta["finished"] and ckpt.epoch == 4 and ckpt.global_step == 20
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path):
+    a = make_trainer(tmp_path / "a", epochs=1, every=None).fit()
+    b = make_trainer(tmp_path / "b", epochs=1, every=None).fit()
+    c = make_trainer(tmp_path / "c", epochs=1, every=None, seed=1).fit()
+    assert_same_weights(weights(a.model), weights(b.model))
+    assert not torch.equal(a.model.head.weight, c.model.head.weight)
+
+
+def test_resume_mid_epoch_is_bit_exact(tmp_path):
+    full = make_trainer(tmp_path / "full").fit()
+    # stop at step 7 (mid epoch 2): the newest checkpoint is at step 6, step 7 is lost as in a crash
+    partial = make_trainer(tmp_path / "part").fit(stop_after_steps=7)
+    assert not partial.finished
+    assert load_checkpoint(latest_checkpoint(tmp_path / "part")).global_step == 6
+    resumed = make_trainer(tmp_path / "part").fit(resume=True)
+    assert resumed.finished and resumed.global_step == full.global_step
+    assert_same_weights(weights(full.model), weights(resumed.model))
+    assert val_columns(resumed.history) == val_columns(full.history)
+    with open(tmp_path / "part" / "metrics.csv", newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+
+
+def test_checkpoints_are_pruned_and_refuse_overwrite(tmp_path):
+    make_trainer(tmp_path / "run").fit()
+    assert len(list_checkpoints(tmp_path / "run")) == 2
+    with pytest.raises(OutputError, match="--resume"):
+        make_trainer(tmp_path / "run").fit()
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        make_trainer(tmp_path / "empty").fit(resume=True)
+
+
+def test_resume_refuses_another_seed(tmp_path):
+    make_trainer(tmp_path / "run").fit(stop_after_steps=4)
+    with pytest.raises(CheckpointError, match="seed"):
+        make_trainer(tmp_path / "run", seed=3).fit(resume=True)
+
+
+def test_evaluate_model_turns_off_training_mode(tmp_path):
+    model = build_toy({"drop_p": 0.9})
+    model.train()
+    data = ToyAtomDataset(9)
+    a = evaluate_model(model, data, task="multiclass", num_classes=3, metrics=METRICS, batch_size=4)
+    b = evaluate_model(model, data, task="multiclass", num_classes=3, metrics=METRICS, batch_size=9)
+    assert a == b  # no random atom dropping in evaluation, batch size does not matter
+    assert model.training
+
+
+_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    import torch
+    from test_trainer import make_trainer
+    from pathlib import Path
+    import training_toys
+
+    class Slow(torch.utils.data.Dataset):
+        def __init__(self, inner): self.inner = inner
+        def __len__(self): return len(self.inner)
+        def __getitem__(self, i):
+            time.sleep({delay})
+            return self.inner[i]
+
+    t = make_trainer(Path({run!r}))
+    t.train_set = Slow(t.train_set)
+    r = t.fit(resume={resume})
+    print("FINISHED", r.global_step, flush=True)
+    """
+)
+
+
+def _script(tmp_path: Path, run: Path, resume: bool, delay: float) -> list[str]:
+    code = _SCRIPT.format(
+        tests=str(Path(__file__).parent), run=str(run), resume=resume, delay=delay
+    )
+    return [sys.executable, "-c", code]
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_to_the_same_weights(tmp_path):
+    """A real crash: SIGKILL the training process after its step-4 checkpoint, then --resume."""
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_script(tmp_path, run, False, 0.02), env=env, stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = list_checkpoints(run) if run.exists() else []
+        if any(load_checkpoint(p).global_step >= 6 for p in found):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    killed_at = load_checkpoint(latest_checkpoint(run)).global_step
+    assert killed_at < 15
+    out = subprocess.run(
+        _script(tmp_path, run, True, 0.0), env=env, capture_output=True, text=True, check=True
+    )
+    assert "FINISHED 15" in out.stdout
+    full = subprocess.run(
+        _script(tmp_path, tmp_path / "full", False, 0.0),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "FINISHED 15" in full.stdout
+    a = load_checkpoint(latest_checkpoint(run))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "full"))
+    assert_same_weights(a.model_state, b.model_state)
+    assert val_columns(a.meta["history"]) == val_columns(b.meta["history"])
+
+
+def test_autocast_only_on_cuda():
+    from contextlib import nullcontext
+
+    from atomizer.training.evaluate import autocast
+
+    assert isinstance(autocast(torch.device("cpu"), True), nullcontext)
+    if torch.cuda.is_available():  # pragma: no cover - GPU machines only
+        assert not isinstance(autocast(torch.device("cuda"), True), nullcontext)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    warmup=st.integers(0, 20),
+    total=st.integers(1, 60),
+    ratio=st.floats(0.0, 0.5),
+    peak=st.floats(1e-5, 1.0),
+)
+def test_schedule_warms_up_then_decays(warmup, total, ratio, peak):
+    """Property: lr rises linearly to the peak, then never increases and ends at ratio * peak."""
+    from atomizer.training.schedule import WarmupCosineSchedule
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=123.0)
+    sched = WarmupCosineSchedule(
+        opt, peak_lr=peak, warmup_steps=warmup, total_steps=total, min_lr_ratio=ratio
+    )
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        sched.step()
+    w = min(warmup, total)
+    assert lrs[:w] == pytest.approx([peak * (i + 1) / w for i in range(w)])
+    after = lrs[w:]
+    assert all(b <= a + 1e-12 for a, b in zip(after, after[1:]))
+    assert all(0.0 < v <= peak + 1e-12 for v in lrs)
+    assert all(ratio * peak - 1e-12 <= v for v in after)
+    if after:
+        assert after[0] == pytest.approx(peak)
+    assert sched.lr_at(10 * total) == pytest.approx(ratio * peak)
+    clone = WarmupCosineSchedule(opt, peak_lr=1.0, warmup_steps=0, total_steps=1)
+    clone.load_state_dict(sched.state_dict())
+    assert clone.lr == sched.lr and opt.param_groups[0]["lr"] == sched.lr
+
+
+def test_linear_scaling_rule_and_weight_decay_groups():
+    from atomizer.training.config import OptimizerConfig
+    from atomizer.training.schedule import build_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    opt = build_optimizer(model, OptimizerConfig(weight_decay=0.1, betas=(0.9, 0.98)), lr=0.5)
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert [p.ndim for p in decayed["params"]] == [2]
+    assert len(plain["params"]) == 3 and decayed["betas"] == (0.9, 0.98)
