@@ -21,11 +21,6 @@ COMMAND_MODULES = (
 def builtin_commands() -> list[click.Command]:
     out: list[click.Command] = []
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # TODO(lead): make strict once all modules exist
-            if exc.name != name:
-                raise
-            continue
+        module = importlib.import_module(name)
         out.extend(module.COMMANDS)
     return out

@@ -135,12 +135,7 @@ class PluginHost:
         self._load_entrypoints = load_entrypoints
         self._entrypoints_loaded = False
         for modname in BUILTIN_PLUGINS:
-            try:
-                module = importlib.import_module(modname)
-            except ModuleNotFoundError as exc:  # TODO(lead): make strict once all modules exist
-                if exc.name != modname:
-                    raise
-                continue
+            module = importlib.import_module(modname)
             self.pm.register(module, name=modname)
             self.records[modname] = PluginRecord(modname, "builtin", modname)
         for plugin in extra_plugins:
