@@ -278,20 +278,23 @@ def test_checkpoint_round_trip_and_errors(tiny_host, tmp_path) -> None:
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ma, mb, rtol=1e-5, atol=1e-6)
     assert a.shape == (16, 8) and ma.shape == (16, 8)
-    # another method's weights under this JSON: refused
+    # another checkpoint's weights under this JSON: refused
     other = pretrain(cfg, chips, method="simclr", host=tiny_host)
     save_checkpoint(other, cfg, tmp_path / "other")
     info = json.loads(json_path.read_text())
-    json_path.write_text(json.dumps({**info, "weights": "other.safetensors"}))
-    with pytest.raises(CheckpointError, match="does not match"):
+    json_path.write_text(json.dumps({**info, "weights_file": "other.safetensors"}))
+    with pytest.raises(CheckpointError, match="does not belong to"):
         load_checkpoint(json_path, host=tiny_host)
-    json_path.write_text(json.dumps({**info, "version": 99}))
-    with pytest.raises(CheckpointError, match="version 99"):
+    json_path.write_text(json.dumps({**info, "format_version": 99}))
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(json_path, host=tiny_host)
+    json_path.write_text(json.dumps({**info, "kind": None}))
+    with pytest.raises(CheckpointError, match="a training checkpoint, not a pretraining one"):
         load_checkpoint(json_path, host=tiny_host)
     json_path.write_text("{")
-    with pytest.raises(CheckpointError, match="invalid JSON"):
+    with pytest.raises(CheckpointError, match="not a JSON record"):
         load_checkpoint(json_path, host=tiny_host)
-    with pytest.raises(CheckpointError, match="not found"):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "nothing.json", host=tiny_host)
 
 

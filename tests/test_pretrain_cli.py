@@ -115,6 +115,6 @@ def test_cli_errors_are_one_line(tmp_path) -> None:
     result = CliRunner().invoke(_cli(), ["pretrain", str(bad), "--set", "epochz"])
     assert result.exit_code == 1 and "key.path=value" in result.output
     result = CliRunner().invoke(_cli(), ["probe", str(tmp_path / "none.json")])
-    assert result.exit_code == 1 and "not found" in result.output
+    assert result.exit_code == 1 and "no such checkpoint" in result.output
     result = CliRunner().invoke(_cli(), ["probe", str(tmp_path / "x.json"), "--seeds", "a"])
     assert result.exit_code == 1
