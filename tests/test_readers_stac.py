@@ -391,3 +391,16 @@ def test_reader_for_picks_by_suffix(host):
     assert reader_for("b.jp2", host.readers).name == "geotiff"
     with pytest.raises(ReaderError, match="no reader accepts"):
         reader_for("notes.txt", host.readers)
+
+
+def test_names_contradicted_by_wavelengths_do_not_match(tmp_path, rasters):
+    """An asset called B05 at 704 nm is not a spec's B05 at 865 nm: it is matched by wavelength."""
+    _, paths = rasters
+    spec = toy_spec()
+    red = spec.band("B04")
+    # the item calls the red raster "B02" but gives red's wavelength: names lose to physics
+    fields = {"B02": {"eo:bands": [eo("B02", None, red.center_wavelength_nm / 1000, red.fwhm_nm / 1000)]}}
+    item = build_stac_item("c", {"B02": paths["B04"]}, datetime=WHEN, asset_fields=fields)
+    atoms, report = read(save(item, tmp_path / "c.json"), spec)
+    assert atoms.band_names == ["B04"]
+    assert report.bands[0].matched_by == "centre wavelength"

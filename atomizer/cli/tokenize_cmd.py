@@ -68,10 +68,27 @@ def _summary_table(report: Any, output: Path | None) -> None:
     console().print(table)
 
 
+def _describe_window(window: dict[str, Any]) -> str:
+    """``window: 200 x 200 px at 60 m from column 600, row 600 (bounds ...)`` for the caption."""
+    parts = []
+    if window.get("pixel_window"):
+        col, row, w, h = window["pixel_window"]
+        parts.append(f"{w} x {h} px from column {col}, row {row}")
+    if window.get("bbox_lonlat"):
+        parts.append("lon/lat " + ", ".join(f"{v:g}" for v in window["bbox_lonlat"]))
+    if window.get("grid_gsd_m"):
+        parts.append(f"on the {window['grid_gsd_m']:g} m grid")
+    if window.get("bounds"):
+        parts.append("bounds " + ", ".join(f"{v:.0f}" for v in window["bounds"]))
+    if window.get("clipped"):
+        parts.append("clipped to the scene")
+    return "window: " + "; ".join(parts or [str(window)])
+
+
 def _caption(report: Any, output: Path | None) -> str:
     lines = [f"CRS {report.crs}; positions in metres from {report.reference_centre_m}"]
     if report.window:
-        lines.append(f"window: {report.window}")
+        lines.append(_describe_window(report.window))
     if report.missing_bands:
         lines.append(f"spec bands not in the source: {', '.join(report.missing_bands)}")
     if report.ignored_assets:

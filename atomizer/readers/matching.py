@@ -29,6 +29,8 @@ NM_PER_UM = 1000.0
 CENTER_TOLERANCE_NM = 15.0
 #: Item and spec FWHMs whose ratio exceeds this factor trigger a warning.
 FWHM_RATIO_TOLERANCE = 2.0
+#: Beyond this centre-wavelength gap (and two FWHM) a name match is refused: it is another band.
+CONTRADICTION_NM = 3 * CENTER_TOLERANCE_NM
 #: Assets with only these roles are never data (unless one of their bands matches by name).
 NON_DATA_ROLES = frozenset({"thumbnail", "overview", "visual", "metadata"})
 #: Media-type fragments and file suffixes of rasters GDAL reads.
@@ -255,20 +257,37 @@ def _by_wavelength(spec: SensorSpec, center_nm: float) -> Band | None:
     return best if abs(best.center_wavelength_nm - center_nm) <= CENTER_TOLERANCE_NM else None
 
 
+def contradicts(band: Band, ib: ItemBand | None) -> bool:
+    """Whether the item's own wavelength rules ``band`` out, whatever the names say.
+
+    A centre more than :data:`CONTRADICTION_NM` away from the spec's and more than two FWHM away is
+    another band (Sentinel-2's ``B05`` at 704 nm is not Landsat 8's ``B5`` at 865 nm); smaller
+    disagreements only warn (:func:`warn_disagreements`).
+    """
+    if ib is None or ib.center_nm is None:
+        return False
+    gap = abs(ib.center_nm - band.center_wavelength_nm)
+    return gap > CONTRADICTION_NM and gap > 2 * band.fwhm_nm
+
+
 def match_band(spec: SensorSpec, asset: AssetInfo, ib: ItemBand | None) -> tuple[Band, str] | None:
-    """The spec band an asset band is, and how that was decided (``None``: no match)."""
+    """The spec band an asset band is, and how that was decided (``None``: no match).
+
+    Names, common names and asset keys decide first, unless the item's wavelength contradicts
+    them; then the nearest centre wavelength within :data:`CENTER_TOLERANCE_NM` decides.
+    """
     if ib is not None and ib.name:
         norm = normalise_band_name(ib.name)
         for b in spec.bands:
-            if norm in _band_keys(b):
+            if norm in _band_keys(b) and not contradicts(b, ib):
                 return b, "band name"
     if ib is not None and ib.common_name:
         found = _by_common_name(spec, ib.common_name, ib.center_nm)
-        if found is not None:
+        if found is not None and not contradicts(found, ib):
             return found, "common name"
     if len(asset.bands) <= 1:
         found = _by_key(spec, asset.key)
-        if found is not None:
+        if found is not None and not contradicts(found, ib):
             return found, "asset key"
     if ib is not None and ib.center_nm is not None:
         found = _by_wavelength(spec, ib.center_nm)

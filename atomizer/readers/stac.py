@@ -129,8 +129,9 @@ class StacReader:
                 offset=m.item_band.offset if m.item_band else None,
                 scale_from=m.item_band.scale_from if m.item_band else None,
                 nodata=m.item_band.nodata if m.item_band else (),
-                center_wavelength_nm=m.item_band.center_nm if m.item_band else None,
-                fwhm_nm=m.item_band.fwhm_nm if m.item_band else None,
+                # the report shows what the atoms carry: the spec's band
+                center_wavelength_nm=m.band.center_wavelength_nm,
+                fwhm_nm=m.band.fwhm_nm,
                 single_band=not m.asset.bands,
             )
             for m in result.matches
