@@ -14,21 +14,29 @@ __all__ = [
     "SpectralResponse",
     "StacHints",
     "get_sensor",
+    "is_spec_path",
     "load_spec_file",
     "spec_to_dict",
     "spec_to_yaml",
 ]
 
 
+def is_spec_path(text: str) -> bool:
+    """Whether a sensor argument names a YAML spec file rather than a registry id or alias.
+
+    Decided by the suffix alone (``.yaml`` / ``.yml``), so a sensor id never turns into a file
+    because a file of that name happens to exist in the working folder.
+    """
+    return str(text).lower().endswith((".yaml", ".yml"))
+
+
 def get_sensor(name_or_path, host=None) -> SensorSpec:
     """A spec by registry id / alias, or from a YAML file path (which may ``extends:`` a known id)."""
-    from pathlib import Path
-
     from atomizer.plugins.host import default_host
 
     host = host or default_host()
     text = str(name_or_path)
-    if text.endswith((".yaml", ".yml")) or Path(text).is_file():
+    if is_spec_path(text):
         return load_spec_file(text, registry=host.sensor_registry(strict=False))
     return host.sensors.get(text)
 
