@@ -17,7 +17,7 @@ import numpy as np
 
 from atomizer.atoms.atomset import AtomSet
 from atomizer.errors import AtomizerError
-from atomizer.io import atomic_path
+from atomizer.io import check_figure_path, save_figure
 
 #: Percentiles of each channel mapped to black and white.
 STRETCH_PERCENTILES = (2.0, 98.0)
@@ -151,9 +151,9 @@ def plot_quicklook(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    path = check_figure_path(path)
     if len(atoms) == 0:
         raise AtomizerError("the AtomSet is empty: nothing to draw")
-    path = Path(path)
     title = f"{atoms.scene.sensor_id}" + (
         f", {atoms.scene.datetime:%Y-%m-%d}" if atoms.scene.datetime else ""
     )
@@ -199,10 +199,7 @@ def plot_quicklook(
             ax.tick_params(labelsize=7)
     fig.tight_layout()
     FigureCanvasAgg(fig)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt)
-    return path
+    return save_figure(fig, path, dpi=FIGURE_DPI)
 
 
 def _resolve(atoms: AtomSet, names: Sequence[str]) -> list[int]:

@@ -209,3 +209,53 @@ def test_future_format_versions_are_refused(tmp_path, atoms):
     save_file(arrays, str(tmp_path / "v.atoms"), metadata={"atomizer": json.dumps(header)})
     with pytest.raises(AtomsFormatError, match=f"version {FORMAT_VERSION + 1} is not supported"):
         load_atoms(tmp_path / "v.atoms")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda h: [h], "not a JSON object"),
+        (lambda h: {k: v for k, v in h.items() if k != "scene"}, "corrupt .atoms header"),
+        (lambda h: {**h, "bands": [{"name": "B1"}]}, "corrupt .atoms header"),
+        (lambda h: {**h, "n_atoms": h["n_atoms"] + 1}, "announces"),
+    ],
+)
+def test_corrupt_headers_are_format_errors(tmp_path, atoms, edit, message):
+    from safetensors.numpy import save_file
+
+    from atomizer.atoms.io import header_of
+
+    header = edit(header_of(atoms))
+    if isinstance(header, dict):
+        header.setdefault("format", "atomizer.atoms")
+    arrays = {n: np.ascontiguousarray(getattr(atoms, n)) for n in ("value", "band", "x", "y")}
+    save_file(arrays, str(tmp_path / "c.atoms"), metadata={"atomizer": json.dumps(header)})
+    with pytest.raises(AtomsFormatError, match=message):
+        load_atoms(tmp_path / "c.atoms")
+
+
+def test_band_indices_must_point_into_the_band_table(atoms):
+    with pytest.raises(AtomizerError, match=r"band indices must lie in 0\.\.1 \(the band table has 2 rows\); got 3"):
+        AtomSet(value=[1.0], band=[3], x=[0.0], y=[0.0], bands=atoms.bands, scene=atoms.scene)
+    with pytest.raises(AtomizerError, match="band indices"):
+        AtomSet(value=[1.0], band=[0], x=[0.0], y=[0.0], bands=(), scene=atoms.scene)
+
+
+def test_atoms_files_close_their_memory_map(tmp_path, atoms):
+    path = save_atoms(atoms, tmp_path / "a.atoms")
+    with open_atoms(path) as f:
+        assert f.shape("value") == (len(atoms),)
+        loaded = f.load()
+    assert f._handle is None
+    assert loaded.same_atoms(atoms)
+
+
+def test_concat_never_merges_bands_that_differ_only_in_response(atoms):
+    from atomizer.sensors.spec import SpectralResponse
+
+    b0 = atoms.bands[0]
+    with_response = b0.model_copy(update={"response": SpectralResponse(
+        wavelength_nm=[b0.lower_nm, b0.center_wavelength_nm, b0.upper_nm], value=[0.2, 1.0, 0.2])})
+    other = AtomSet(value=[1.0], band=[0], x=[0.0], y=[0.0], bands=(with_response,), scene=atoms.scene)
+    with pytest.raises(AtomizerError, match=f"two different bands are both named {b0.name!r}"):
+        AtomSet.concat([atoms, other])

@@ -175,3 +175,30 @@ def test_import_strings_resolve_lazily():
     assert reg.get("lazy") is ConfigError
     with pytest.raises(PluginError, match="'broken' of plugin 'x' points at 'atomizer.nothing_here:Thing'"):
         reg.get("broken")
+
+
+def test_third_party_name_clash_is_skipped_not_fatal():
+    from atomizer import hookimpl
+
+    class Clashing:
+        @staticmethod
+        @hookimpl
+        def register_encoders(register):
+            register("spectral", "atomizer.errors:ConfigError")  # a built-in's name
+            register("clash-free", "atomizer.errors:ConfigError")
+
+    host = PluginHost(load_entrypoints=False, extra_plugins=(Clashing,))
+    with pytest.warns(PluginLoadWarning, match="'spectral' was skipped"):
+        encoders = host.encoders
+    assert encoders.provider("spectral") == "atomizer.encoders.plugin"
+    assert "clash-free" in encoders
+
+
+def test_default_host_follows_the_environment(monkeypatch, tmp_path):
+    from atomizer.plugins.host import default_host
+
+    monkeypatch.setenv("ATOMIZER_SENSOR_PATH", str(tmp_path / "a"))
+    first = default_host()
+    assert default_host() is first
+    monkeypatch.setenv("ATOMIZER_SENSOR_PATH", str(tmp_path / "b"))
+    assert default_host() is not first

@@ -130,3 +130,25 @@ def test_band_defaults_and_additive_provenance(monkeypatch, tmp_path):
     assert [b.nodata for b in spec.bands] == [0, 65535]  # overrides win over defaults
     assert spec.sources == ["https://example.org/doc.pdf", "https://example.org/l2.pdf"]
     assert spec.notes == ["scaled"]
+
+
+@pytest.mark.parametrize(
+    "derivation",
+    ["band_overrides: [B1]", "band_overrides: {B1: 5}", "drop_bands: [{a: 1}]", "band_defaults: [1]"],
+)
+def test_malformed_derivation_keys_are_spec_errors(monkeypatch, tmp_path, derivation):
+    write_spec(tmp_path / "a", "base")
+    (tmp_path / "a" / "child.yaml").write_text(f"id: child\nname: C\nextends: base\n{derivation}\n")
+    host = make_host(monkeypatch, tmp_path, tmp_path / "a")
+    with pytest.raises(SpecError, match=r"child.yaml:4: (band_overrides|drop_bands|band_defaults): must"):
+        host.sensors
+    lenient = host.sensor_registry(strict=False)  # never a traceback, even leniently
+    assert "base" in lenient and "child" not in lenient
+
+
+def test_specs_without_an_id_are_each_reported(monkeypatch, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "one.yaml").write_text("name: One\nsources: [x]\nbands: []\n")
+    (tmp_path / "a" / "two.yaml").write_text("name: Two\nsources: [x]\nbands: []\n")
+    reg = make_host(monkeypatch, tmp_path, tmp_path / "a").sensor_registry(strict=False)
+    assert any("one.yaml" in p for p in reg.problems) and any("two.yaml" in p for p in reg.problems)

@@ -147,3 +147,10 @@ def test_plugins_command_lists_builtins(runner, user_dir):
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.output)}
     assert rows["atomizer.sensors.plugin"]["kind"] == "builtin"
+
+
+def test_plot_refuses_unknown_image_formats(runner, user_dir, tmp_path):
+    (user_dir / "mysat.yaml").write_text(USER_SPEC)
+    result = runner.invoke(cli(), ["sensors", "plot", "mysat", "-o", str(tmp_path / "fig.xyz")])
+    assert result.exit_code == 1 and "unknown image format '.xyz'" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "fig.xyz").exists()

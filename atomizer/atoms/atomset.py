@@ -26,6 +26,17 @@ BAND_DTYPE = np.int16
 COORD_DTYPE = np.float32
 
 
+def pixel_centres_m(n_rows: int, n_cols: int, gsd_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """(x of each column, y of each row) of a grid's pixel centres, in metres from its centre.
+
+    x grows east, y north (row 0 is the northern edge): the paper's ``(x_pixel - w/2) * g`` at
+    pixel centres. Every reader, simulator and dataset places atoms with this function.
+    """
+    xs = ((np.arange(n_cols) + 0.5) - n_cols / 2.0) * gsd_m
+    ys = (n_rows / 2.0 - (np.arange(n_rows) + 0.5)) * gsd_m
+    return xs.astype(COORD_DTYPE), ys.astype(COORD_DTYPE)
+
+
 @dataclass(frozen=True)
 class SceneMeta:
     """Per-scene metadata of an :class:`AtomSet`."""
@@ -88,6 +99,11 @@ class AtomSet:
             )
         if len(self.bands) > np.iinfo(BAND_DTYPE).max:
             raise AtomizerError(f"an AtomSet holds at most {np.iinfo(BAND_DTYPE).max} bands")
+        if self.band.size and (int(self.band.min()) < 0 or int(self.band.max()) >= len(self.bands)):
+            raise AtomizerError(
+                f"band indices must lie in 0..{len(self.bands) - 1} (the band table has "
+                f"{len(self.bands)} rows); got {int(self.band.min())}..{int(self.band.max())}"
+            )
 
     # --- sizes ----------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -174,8 +190,7 @@ class AtomSet:
         else:
             band_objs = [b.model_copy(update={"gsd_m": float(gsd_m)}) for b in band_objs]
         _, h, w = array.shape
-        xs = ((np.arange(w) + 0.5) - w / 2.0) * gsd_m
-        ys = (h / 2.0 - (np.arange(h) + 0.5)) * gsd_m
+        xs, ys = pixel_centres_m(h, w, gsd_m)
         values, band_idx, xx, yy = [], [], [], []
         for i, b in enumerate(band_objs):
             plane = array[i]
@@ -251,7 +266,7 @@ class AtomSet:
         for s in sets:
             remap = np.empty(s.n_bands, dtype=np.int64)
             for i, b in enumerate(s.bands):
-                key = (b.name, b.center_wavelength_nm, b.fwhm_nm, b.gsd_m)
+                key = b.identity
                 if key not in keys:
                     if any(t.name == b.name for t in table):
                         raise AtomizerError(

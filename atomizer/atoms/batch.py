@@ -57,11 +57,6 @@ class AtomBatch:
         )
 
 
-def _band_key(b: Band) -> tuple:
-    resp = None if b.response is None else (tuple(b.response.wavelength_nm), tuple(b.response.value))
-    return (b.name, b.center_wavelength_nm, b.fwhm_nm, b.gsd_m, resp)
-
-
 def collate_atoms(sets: Sequence[AtomSet], *, pad_to_multiple: int = 1) -> AtomBatch:
     """Pad ``sets`` into one :class:`AtomBatch` (band tables merged)."""
     if not sets:
@@ -81,7 +76,7 @@ def collate_atoms(sets: Sequence[AtomSet], *, pad_to_multiple: int = 1) -> AtomB
     for i, s in enumerate(sets):
         remap = np.empty(max(s.n_bands, 1), np.int64)
         for j, b in enumerate(s.bands):
-            k = _band_key(b)
+            k = b.identity
             if k not in keys:
                 keys[k] = len(table)
                 table.append(b)

@@ -76,6 +76,8 @@ class AtomsFile:
             raise AtomsFormatError(
                 f"{self.path}: a safetensors file but not an .atoms file (no atomizer header)"
             ) from None
+        if not isinstance(self.header, dict):
+            raise AtomsFormatError(f"{self.path}: corrupt .atoms header (not a JSON object); re-tokenize")
         if self.header.get("format") != FORMAT_NAME:
             raise AtomsFormatError(f"{self.path}: unknown format {self.header.get('format')!r}")
         version = self.header.get("version")
@@ -88,8 +90,19 @@ class AtomsFile:
         missing = [n for n in ATOM_ARRAYS if n not in names]
         if missing:
             raise AtomsFormatError(f"{self.path}: missing arrays {', '.join(missing)}")
-        self.scene = SceneMeta.from_json(self.header["scene"])
-        self.bands = tuple(Band.model_validate(b) for b in self.header["bands"])
+        try:
+            self.scene = SceneMeta.from_json(self.header["scene"])
+            self.bands = tuple(Band.model_validate(b) for b in self.header["bands"])
+            n_atoms = int(self.header["n_atoms"])
+        except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            first = str(exc).splitlines()[0]
+            raise AtomsFormatError(f"{self.path}: corrupt .atoms header ({first}); re-tokenize") from None
+        shapes = {name: self._handle.get_slice(name).get_shape() for name in ATOM_ARRAYS}
+        if any(shape != [n_atoms] for shape in shapes.values()):
+            raise AtomsFormatError(
+                f"{self.path}: the header announces {n_atoms} atoms but the arrays have shapes "
+                f"{shapes}; the file is corrupt: re-tokenize"
+            )
 
     @property
     def n_atoms(self) -> int:
@@ -103,6 +116,25 @@ class AtomsFile:
             return self._handle.get_tensor(name)
         except Exception as exc:  # noqa: BLE001 - safetensors raises several kinds
             raise AtomsFormatError(f"{self.path}: cannot read array {name!r}: {exc}") from None
+
+    def close(self) -> None:
+        """Release the memory map (arrays already returned stay valid: they are copies)."""
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None and hasattr(handle, "__exit__"):
+            handle.__exit__(None, None, None)
+
+    def __enter__(self) -> AtomsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Shape of array ``name`` without reading it."""
+        try:
+            return tuple(self._handle.get_slice(name).get_shape())
+        except Exception as exc:  # noqa: BLE001
+            raise AtomsFormatError(f"{self.path}: no array {name!r} ({exc})") from None
 
     def load(self) -> AtomSet:
         return AtomSet(
@@ -121,4 +153,5 @@ def open_atoms(path: str | Path) -> AtomsFile:
 
 def load_atoms(path: str | Path) -> AtomSet:
     """Read a whole ``.atoms`` file into an :class:`AtomSet`."""
-    return AtomsFile(path).load()
+    with AtomsFile(path) as f:
+        return f.load()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +15,13 @@ def atoms() -> None:
     """Inspect .atoms files: per-band summary, quick-look picture."""
 
 
-def _array_shapes(path: Path) -> dict[str, list[int]]:
-    """Shapes of the arrays in a safetensors file, from its JSON header (no array is read)."""
-    with open(path, "rb") as f:
-        size = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(size))
-    return {k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"}
-
-
 def _load(path: Path) -> tuple[Any, dict[str, list[int]]]:
+    """The atoms of ``path`` and the shapes of its extra arrays (e.g. token features, not read)."""
     from atomizer.atoms.io import ATOM_ARRAYS, open_atoms
 
-    handle = open_atoms(path)  # validates the file first
-    extras = {k: v for k, v in _array_shapes(path).items() if k not in ATOM_ARRAYS}
-    return handle.load(), extras
+    with open_atoms(path) as handle:  # validates the file first
+        extras = {k: list(handle.shape(k)) for k in handle.keys() if k not in ATOM_ARRAYS}
+        return handle.load(), extras
 
 
 @atoms.command("show")

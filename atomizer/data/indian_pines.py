@@ -38,13 +38,13 @@ from atomizer.atoms.atomset import BAND_DTYPE, AtomSet, SceneMeta
 from atomizer.data.base import SPLITS, AtomDataset, HyperspectralSample, check_split
 from atomizer.data.modality import Modality
 from atomizer.data.splits import DEFAULT_FRACTIONS, RegionIndex, block_regions
+from atomizer.atoms.atomset import pixel_centres_m
 from atomizer.errors import DatasetError, ModalityError
 from atomizer.sensors.spec import Band, SensorSpec
 from atomizer.simulate.api import (
     Simulator,
     SimulatorCache,
     atoms_from_planes,
-    pixel_centres_m,
     resolve_sensor,
 )
 from atomizer.simulate.spatial import GSD_RTOL, check_not_finer, overlap_weights

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from atomizer.encoders.spectral import SpectralEncoder
-from atomizer.io import atomic_path
+from atomizer.io import check_figure_path, save_figure
 from atomizer.sensors.spec import SensorSpec
 
 #: Wavelength samples per decade on the plot's log axis.
@@ -23,14 +23,12 @@ def plot_spectral_basis(output: str | Path, *, encoder: SpectralEncoder | None =
 
     The file is written atomically; its format follows the suffix (``.png``, ``.svg``, ``.pdf``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
     from atomizer.sensors.plot import NICE_TICKS_NM
 
+    check_figure_path(output)
     encoder = encoder or SpectralEncoder()
     mu, sigma = encoder.mu_nm.cpu().double(), encoder.sigma_nm.cpu().double()
     lo, hi = encoder.coverage_nm
@@ -41,9 +39,9 @@ def plot_spectral_basis(output: str | Path, *, encoder: SpectralEncoder | None =
     curves = torch.exp(-((lam[:, None] - mu) ** 2) / (2 * sigma**2))
 
     rows = len(specs)
-    fig, axes = plt.subplots(2 if rows else 1, 1, sharex=True, squeeze=False, constrained_layout=True,
-                             figsize=(12, 3.2 + (0.45 * rows + 0.6 if rows else 0)),
-                             gridspec_kw={"height_ratios": [3, max(1, 0.45 * rows)]} if rows else None)
+    fig = Figure(constrained_layout=True, figsize=(12, 3.2 + (0.45 * rows + 0.6 if rows else 0)))
+    axes = fig.subplots(2 if rows else 1, 1, sharex=True, squeeze=False,
+                        gridspec_kw={"height_ratios": [3, max(1, 0.45 * rows)]} if rows else None)
     ax = axes[0, 0]
     ax.plot(lam.numpy(), curves.numpy(), linewidth=0.7, color="#1c7ed6", alpha=0.8)
     ax.plot(mu.numpy(), torch.ones_like(mu).numpy(), "|", color="#0b7285", markersize=6)
@@ -69,10 +67,4 @@ def plot_spectral_basis(output: str | Path, *, encoder: SpectralEncoder | None =
     bottom.xaxis.set_minor_formatter(NullFormatter())
     bottom.set_xlim(lo, hi)
     bottom.set_xlabel("wavelength (nm)")
-    output = Path(output)
-    try:
-        with atomic_path(output) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=output.suffix.lstrip(".") or "png")
-    finally:
-        plt.close(fig)
-    return output
+    return save_figure(fig, output, dpi=dpi)

@@ -214,7 +214,16 @@ class PluginHost:
 
         def on_register(plugin: str, args: tuple, kwargs: dict) -> None:
             name, item = (*args, *kwargs.values())[:2]
-            registry.add(name, item, provider=plugin)
+            try:
+                registry.add(name, item, provider=plugin)
+            except PluginError as exc:
+                if plugin in BUILTIN_PLUGINS:
+                    raise
+                # a third-party plugin must never break the built-ins: skip its clashing item
+                msg = f"plugin {plugin!r}: {exc}; its {kind} {name!r} was skipped"
+                self.records.setdefault(plugin, PluginRecord(plugin, "extra", plugin)).errors.append(msg)
+                self._warn(msg)
+                return
             self._note(plugin, hook_name, name)
 
         self.call_register_hook(hook_name, on_register)
@@ -329,7 +338,21 @@ class PluginHost:
         return list(self.records.values())
 
 
-@functools.cache
+#: Environment variables that change what a host loads; :func:`default_host` is keyed on them.
+HOST_ENVIRONMENT = (PLUGINS_ENV, "ATOMIZER_SENSOR_PATH", "XDG_CONFIG_HOME")
+
+
 def default_host() -> PluginHost:
-    """A host shared by library calls that were not handed one (built on first use)."""
+    """The host library calls use when they are not handed one (the CLI always hands one).
+
+    Hosts are cached per value of :data:`HOST_ENVIRONMENT`, so changing ``ATOMIZER_SENSOR_PATH``
+    or ``ATOMIZER_PLUGINS`` in a running process is seen by the next call; pass ``host=`` to
+    control this fully.
+    """
+    return _host_for(tuple(os.environ.get(name) for name in HOST_ENVIRONMENT))
+
+
+@functools.lru_cache(maxsize=4)
+def _host_for(environment: tuple[str | None, ...]) -> PluginHost:
+    del environment  # the cache key; PluginHost reads os.environ itself
     return PluginHost()

@@ -223,6 +223,9 @@ def _check_derivation_keys(raw: RawSpec) -> list[str]:
 
 def merge_extends(child: RawSpec, parent: dict[str, Any]) -> dict[str, Any]:
     """The child's data laid over its (already resolved) parent's, as a plain dict."""
+    malformed = _check_derivation_keys(child)
+    if malformed:
+        raise SpecError(malformed, source=child.origin)
     d = child.data
     out = copy.deepcopy(parent)
     out.pop("aliases", None)  # aliases belong to the parent, never inherited

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from atomizer.io import atomic_path
+from atomizer.io import check_figure_path, save_figure
 from atomizer.sensors.spec import SensorSpec
 
 #: Named regions shaded behind the bands, in nm.
@@ -25,17 +25,18 @@ def plot_sensor_bands(
     specs: Sequence[SensorSpec], output: str | Path, *, log_x: bool = True, dpi: int = 150
 ) -> Path:
     """Draw each band as a bar from ``centre - fwhm/2`` to ``centre + fwhm/2``, coloured by GSD."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    check_figure_path(output)
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
 
     gsds = [b.gsd_m for s in specs for b in s.bands]
     norm = LogNorm(vmin=min(gsds), vmax=max(max(gsds), min(gsds) * 1.0001))
-    cmap = plt.get_cmap("viridis")
+    cmap = colormaps["viridis"]
     n = len(specs)
-    fig, ax = plt.subplots(figsize=(13, 1.0 + 0.9 * n), constrained_layout=True)
+    fig = Figure(figsize=(13, 1.0 + 0.9 * n), constrained_layout=True)  # no pyplot: no global state
+    ax = fig.subplots()
     lo = min(b.lower_nm for s in specs for b in s.bands)
     hi = max(b.upper_nm for s in specs for b in s.bands)
     x_lo, x_hi = lo * 0.95, hi * 1.05
@@ -81,10 +82,6 @@ def plot_sensor_bands(
     ax.set_xlim(x_lo, x_hi)
     ax.set_xlabel("wavelength (nm); bars span centre ± FWHM/2")
     ax.set_title("Spectral bands by sensor (colour = ground sampling distance)")
-    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    sm = ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, label="GSD (m)", pad=0.01)
-    output = Path(output)
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=output.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return output
+    return save_figure(fig, output, dpi=dpi)

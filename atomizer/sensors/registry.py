@@ -98,8 +98,9 @@ class SensorRegistry:
         entries = list(raws)
         by_id: dict[str, tuple[RawSpec, str]] = {}
         for raw, provider in entries:
-            rid = raw.id.lower()
-            if rid in by_id and rid:
+            # a spec without an id is still validated (and reported) under its own key
+            rid = raw.id.lower() or f"<no id>:{raw.origin}"
+            if rid in by_id:
                 first = by_id[rid][0].origin
                 err = DuplicateSensorError(
                     f"two sensor specs claim the id {raw.id!r}: {first} and {raw.origin}; "

@@ -158,6 +158,16 @@ class Band(_Strict):
         return self
 
     @property
+    def identity(self) -> tuple:
+        """What makes two bands the same band: name, centre, FWHM, GSD and response.
+
+        AtomSets and batches merge bands with equal identities into one band-table row.
+        """
+        resp = self.response
+        table = None if resp is None else (tuple(resp.wavelength_nm), tuple(resp.value))
+        return (self.name, self.center_wavelength_nm, self.fwhm_nm, self.gsd_m, table)
+
+    @property
     def lower_nm(self) -> float:
         return self.center_wavelength_nm - self.fwhm_nm / 2
 

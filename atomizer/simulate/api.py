@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from atomizer.atoms.atomset import BAND_DTYPE, COORD_DTYPE, VALUE_DTYPE, AtomSet, SceneMeta
+from atomizer.atoms.atomset import (
+    BAND_DTYPE,
+    COORD_DTYPE,
+    VALUE_DTYPE,
+    AtomSet,
+    SceneMeta,
+    pixel_centres_m,
+)
 from atomizer.errors import SimulationError
 from atomizer.sensors.spec import Band, SensorSpec
 from atomizer.simulate.spatial import GSD_RTOL, aggregate
@@ -91,13 +98,6 @@ class BandRasters:
 
     def to_atoms(self) -> AtomSet:
         return atoms_from_planes(self.planes, self.bands, self.scene)
-
-
-def pixel_centres_m(n_rows: int, n_cols: int, gsd_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """(x of each column, y of each row), metres from the grid centre (x east, y north)."""
-    xs = ((np.arange(n_cols) + 0.5) - n_cols / 2.0) * gsd_m
-    ys = (n_rows / 2.0 - (np.arange(n_rows) + 0.5)) * gsd_m
-    return xs.astype(COORD_DTYPE), ys.astype(COORD_DTYPE)
 
 
 def atoms_from_planes(
