@@ -11,12 +11,34 @@ import pytest
 SHARED_DATA = Path(os.environ.get("ATOMIZER_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
+#: Set (as .ci/run does) to make a missing shared data folder a failure instead of a skip.
+REQUIRE_DATA = os.environ.get("ATOMIZER_REQUIRE_DATA") == "1"
+
+
 def shared_data_path(*parts: str) -> Path:
-    """A path under the shared real-data folder; skips the calling test when it is absent."""
+    """A path under the shared real-data folder; skips the calling test when it is absent.
+
+    With ``ATOMIZER_REQUIRE_DATA=1`` (CI) a missing folder fails the test instead, so real-data
+    tests can never be skipped silently where the data is supposed to be.
+    """
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"real data not found at {path} (the shared data folder is absent on this machine)")
+        reason = f"real data not found at {path} (the shared data folder is absent on this machine)"
+        if REQUIRE_DATA:
+            pytest.fail(reason + "; ATOMIZER_REQUIRE_DATA=1 requires it")
+        pytest.skip(reason)
     return path
+
+
+def needs_package(module: str) -> None:
+    """Skip when an optional data package (tensorly, earthlib) is absent; fail under CI's flag."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        reason = f"{module} is not installed (pip install 'atomizer[data]')"
+        if REQUIRE_DATA:
+            pytest.fail(reason + "; ATOMIZER_REQUIRE_DATA=1 requires it")
+        pytest.skip(reason)
 
 
 @pytest.fixture

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_data_path
+from conftest import needs_package, shared_data_path
 
 from atomizer.data import (
     BigEarthNet,
@@ -38,9 +37,8 @@ def host(tmp_path_factory):
 
 
 def needs(module: str) -> None:
-    """Skip when an optional data package is absent (without importing it)."""
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not installed (pip install 'atomizer[data]')")
+    """Skip when an optional data package is absent (without importing it); CI fails instead."""
+    needs_package(module)
 
 
 # --- Indian Pines ---------------------------------------------------------------------------------

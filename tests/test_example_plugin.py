@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,12 @@ PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "atomizer-example-plu
 def plugin_site(tmp_path_factory):
     """pip-install the plugin (no dependencies) into a private folder."""
     target = tmp_path_factory.mktemp("plugin-site")
+    # build from a copy: pip builds in place and would leave build/ and *.egg-info in the repository
+    source = tmp_path_factory.mktemp("plugin-src") / PLUGIN.name
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(PLUGIN)],
+         "--target", str(target), str(source)],
         check=True,
         capture_output=True,
     )
@@ -46,6 +50,7 @@ def test_plugin_adds_a_sensor_and_a_command(plugin_site, tmp_path):
     assert rows["spot6"]["n_bands"] == 5 and rows["spot6"]["provider"] == "example"
 
     plugins = run_atomizer(plugin_site, "plugins", "--json", tmp_path=tmp_path)
+    assert plugins.returncode == 0, plugins.stderr
     records = {r["name"]: r for r in json.loads(plugins.stdout)}
     assert records["example"]["registered"]["register_sensors"] == ["spot6"]
 

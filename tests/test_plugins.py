@@ -5,7 +5,6 @@ from __future__ import annotations
 import textwrap
 import warnings
 
-import click
 import pytest
 
 from atomizer.errors import PluginError
@@ -63,7 +62,7 @@ def plugin_env(tmp_path, monkeypatch):
 
 def test_builtins_are_default_plugins(host):
     names = [r.name for r in host.plugins()]
-    assert names[: len(names)] and "atomizer.sensors.plugin" in names
+    assert names[: len(BUILTIN_PLUGINS)] == list(BUILTIN_PLUGINS)
     record = host.records["atomizer.sensors.plugin"]
     assert record.kind == "builtin"
 
@@ -163,7 +162,6 @@ def test_no_work_at_import_time():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"importing atomizer pulled in {out.stdout.strip()}"
-    assert isinstance(click.Group, type)
 
 
 def test_import_strings_resolve_lazily():

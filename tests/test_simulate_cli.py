@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
+from conftest import needs_package
 from click.testing import CliRunner
 
 from atomizer.atoms import load_atoms
@@ -33,8 +33,7 @@ def run(cli, *args):
 
 
 def test_indian_pines_to_landsat8_atoms(cli, tmp_path):
-    if importlib.util.find_spec("tensorly") is None:
-        pytest.skip("tensorly is not installed (pip install 'atomizer[data]')")
+    needs_package("tensorly")
     out = tmp_path / "x.atoms"
     result = run(cli, "simulate", "indian-pines", "--sensor", "landsat8", "-o", out)
     assert result.exit_code == 0, result.output
