@@ -35,7 +35,7 @@ def grid_atoms(size: int = 6, gsds=(10.0, 20.0)) -> AtomSet:
     parts = []
     extent = size * gsds[0]
     for i, b in enumerate(bands):
-        n = int(round(extent / b.gsd_m))
+        n = round(extent / b.gsd_m)
         c = (np.arange(n) + 0.5 - n / 2) * b.gsd_m
         xx, yy = np.meshgrid(c, c)
         parts.append((np.full(xx.size, i), xx.ravel(), yy.ravel()))
@@ -57,18 +57,61 @@ def _positions(a: AtomSet) -> set[tuple[int, float, float]]:
     }
 
 
+#: The 8 symmetries of the square about the centre, written out independently of ``dihedral``.
+SQUARE_SYMMETRIES = {
+    "identity": lambda x, y: (x, y),
+    "rot90": lambda x, y: (-y, x),
+    "rot180": lambda x, y: (-x, -y),
+    "rot270": lambda x, y: (y, -x),
+    "mirror_x": lambda x, y: (-x, y),
+    "mirror_y": lambda x, y: (x, -y),
+    "transpose": lambda x, y: (y, x),
+    "anti_transpose": lambda x, y: (-y, -x),
+}
+
+
+def _matching_symmetries(before: AtomSet, after: AtomSet) -> list[str]:
+    """The square symmetries that map every atom's (x, y) in ``before`` onto the same atom in ``after``."""
+    x, y = before.x.astype(np.float64), before.y.astype(np.float64)
+    scale = max(1.0, float(np.abs(np.concatenate([x, y])).max(initial=0.0)))
+    found = []
+    for name, sym in SQUARE_SYMMETRIES.items():
+        sx, sy = sym(x, y)
+        if np.allclose(after.x, sx, rtol=0, atol=1e-6 * scale) and np.allclose(
+            after.y, sy, rtol=0, atol=1e-6 * scale
+        ):
+            found.append(name)
+    return found
+
+
 @settings(max_examples=40, deadline=None)
 @given(ats.atom_sets(max_atoms=40), seeds)
-def test_flip_rotate_keeps_every_atom_in_range(atoms: AtomSet, seed: int) -> None:
+def test_flip_rotate_is_one_symmetry_of_the_square_atom_by_atom(atoms: AtomSet, seed: int) -> None:
+    """Order is kept: values and bands are unchanged element-wise, and one dihedral map moves every atom."""
     out = flip_rotate(atoms, np.random.default_rng(seed))
     assert len(out) == len(atoms)
-    np.testing.assert_array_equal(np.sort(out.value), np.sort(atoms.value))
-    if len(atoms):
-        r_in = np.maximum(np.abs(atoms.x), np.abs(atoms.y)).max()
-        r_out = np.maximum(np.abs(out.x), np.abs(out.y)).max()
-        assert r_out == pytest.approx(r_in, rel=1e-6)
-        # distances to the centre are preserved atom by atom
-        np.testing.assert_allclose(np.hypot(out.x, out.y), np.hypot(atoms.x, atoms.y), rtol=1e-6)
+    np.testing.assert_array_equal(out.value, atoms.value)
+    np.testing.assert_array_equal(out.band, atoms.band)
+    assert out.bands == atoms.bands and out.scene == atoms.scene
+    assert _matching_symmetries(atoms, out), "no symmetry of the square maps the input positions to the output"
+
+
+def test_flip_rotate_is_not_a_scramble_and_draws_all_eight_symmetries() -> None:
+    """On an asymmetric layout exactly one symmetry matches each draw, and 64 draws hit all 8."""
+    atoms = grid_atoms(size=4, gsds=(10.0,))
+    # a rectangle-free, chiral layout: only the identity maps it onto itself
+    atoms = atoms.take(np.array([0, 1, 2, 4, 9]))
+    seen = set()
+    for seed in range(64):
+        out = flip_rotate(atoms, np.random.default_rng(seed))
+        names = _matching_symmetries(atoms, out)
+        assert len(names) == 1, names
+        seen.update(names)
+    assert seen == set(SQUARE_SYMMETRIES)
+    # a scramble that keeps values but permutes positions is told apart
+    scrambled = AtomSet(value=atoms.value, band=atoms.band, x=np.roll(atoms.x, 1), y=np.roll(atoms.y, 1),
+                        bands=atoms.bands, scene=atoms.scene)
+    assert not _matching_symmetries(atoms, scrambled)
 
 
 @pytest.mark.parametrize("k", range(4))

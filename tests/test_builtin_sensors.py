@@ -29,6 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from conftest import shared_data_path
 
 from atomizer.sensors import SensorSpec, load_spec_file, spec_to_yaml
 from atomizer.sensors.loader import read_raw_spec, validate_raw
@@ -38,7 +39,6 @@ from atomizer.sensors.spec import COMMON_NAME_RANGES_NM
 ROOT = Path(__file__).resolve().parents[1]
 SENSOR_DIR = ROOT / "sensors"
 SPEC_FILES = sorted(SENSOR_DIR.glob("*.yaml"))
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 #: Sentinel-2 centres: ours (ESA product metadata) against spyndex (ESA SRF document).
 S2_SPYNDEX_TOL_NM = 1.0
@@ -56,13 +56,6 @@ REQUIRED_IDS = {
     "aviris-indian-pines-1992", "aviris-indian-pines-1992-corrected",
 }
 S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
-
-
-def shared(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"../shared/data not found: {path}")
-    return path
 
 
 @lru_cache(maxsize=1)
@@ -272,7 +265,7 @@ def test_aviris_indian_pines(registry):
 @pytest.mark.data
 @pytest.mark.parametrize("sat", ["S2A", "S2B"])
 def test_sentinel2_against_esa_tables(registry, sat):
-    folder = shared("spectral", "s2_srf_from_mtd")
+    folder = shared_data_path("spectral", "s2_srf_from_mtd")
     spec = registry.get(f"sentinel2{sat[-1].lower()}")
     table = [r for r in csv.DictReader(open(folder / "band_table.csv")) if r["sat"] == sat]
     assert len(table) == 13
@@ -295,7 +288,7 @@ def test_sentinel2_against_esa_tables(registry, sat):
 
 @pytest.mark.data
 def test_sentinel2a_against_product_metadata(registry):
-    mtd = ET.parse(shared("s2_l2a_T29UNU_20221005_60m", "MTD_MSIL2A.xml")).getroot()
+    mtd = ET.parse(shared_data_path("s2_l2a_T29UNU_20221005_60m", "MTD_MSIL2A.xml")).getroot()
     spec = registry.get("sentinel2a")
     infos = mtd.findall(".//Spectral_Information")
     assert len(infos) == 13
@@ -335,7 +328,7 @@ SPYNDEX = {
 @pytest.mark.data
 @pytest.mark.parametrize("platform", sorted(SPYNDEX))
 def test_against_spyndex(registry, platform):
-    bands = json.loads(shared("spectral", "spyndex", "bands.json").read_text())
+    bands = json.loads(shared_data_path("spectral", "spyndex", "bands.json").read_text())
     entries = [b["platforms"][platform] for b in bands.values() if platform in b["platforms"]]
     assert entries
     sids, to_name = SPYNDEX[platform]
@@ -352,7 +345,7 @@ def test_against_spyndex(registry, platform):
 def _acolite_bands(name: str) -> list[tuple[float, float]]:
     """(lower, upper) half-maximum wavelengths, nm, of each band of an ACOLITE RSR file, in file order."""
     bands: list[list[tuple[float, float]]] = []
-    for line in shared("spectral", "acolite_rsr", name).read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in shared_data_path("spectral", "acolite_rsr", name).read_text(encoding="utf-8", errors="replace").splitlines():
         s = line.strip()
         if not s:
             continue
@@ -408,8 +401,8 @@ def test_against_acolite_responses(registry, fname):
 
 @pytest.mark.data
 def test_aviris_against_calibration_file(registry):
-    rows = list(csv.DictReader(open(shared("indian_pines", "aviris1992_220band_table.csv"))))
-    spc = [line.split() for line in shared("indian_pines", "92AV3C.spc").read_text().splitlines()[2:] if line.strip()]
+    rows = list(csv.DictReader(open(shared_data_path("indian_pines", "aviris1992_220band_table.csv"))))
+    spc = [line.split() for line in shared_data_path("indian_pines", "92AV3C.spc").read_text().splitlines()[2:] if line.strip()]
     full = registry.get("aviris-indian-pines-1992")
     corrected = registry.get("aviris-indian-pines-1992-corrected")
     assert len(rows) == len(spc) == 220

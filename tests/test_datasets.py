@@ -196,6 +196,7 @@ def test_nomenclature_table():
     ]
 
 
+@pytest.mark.data
 def test_bigearthnet_v1_real_patches(host):
     root = shared_data_path("bigearthnet_s2_examples")
     ds = BigEarthNet(root, host=host)

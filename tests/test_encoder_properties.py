@@ -14,29 +14,43 @@ from atomizer.atoms.atomset import AtomSet
 from atomizer.atoms.batch import collate_atoms
 from atomizer.encoders import (
     LocationEncoder,
-    PositionEncoder,
     SpectralEncoder,
     TimeEncoder,
     Tokenizer,
     max_factorisation_error,
-    pixel_center_m,
     project_parts,
 )
 from atomizer.plugins.host import PluginHost
-from atomizer.sensors.spec import SpectralResponse
+from atomizer.readers.geotiff import GeoTiffReader
+from atomizer.readers.synthetic import write_geotiff
+from atomizer.sensors.spec import Band, SensorSpec, SpectralResponse
 from atomizer.testing import strategies as ats
 
 PROPERTY = settings(max_examples=50, deadline=None)
-ALL_PARTS = {
-    "value": {"name": "fourier_value"},
-    "position": {"name": "position"},
-    "spectral": {"name": "spectral"},
-    "time": {"name": "time"},
-    "location": {"name": "location"},
+#: Per registered encoder name: the token part it fills and small parameters for the properties.
+#: A newly registered encoder must get a row here (test_every_registered_encoder_has_a_property_config).
+ENCODER_CONFIGS: dict[str, tuple[str, dict]] = {
+    "fourier_value": ("value", {}),
+    "position": ("position", {}),
+    "spectral": ("spectral", {}),
+    "time": ("time", {}),
+    "location": ("location", {}),
 }
+#: The built-in encoder of each part: the tokenizer most properties use.
+ALL_PARTS = {part: {"name": name, **params} for name, (part, params) in ENCODER_CONFIGS.items()}
+
+
+def _registered_encoder_names() -> list[str]:
+    """The encoder registry's names (import strings only: listing them imports no encoder)."""
+    return PluginHost(load_entrypoints=False, environ={}).encoders.names()
+
+
+REGISTERED_ENCODERS = _registered_encoder_names()
 #: float32 vs float64: positions reach |x| / G * pi * f_max ~ 1e3 rad, where float32 phases are
 #: good to about 1e-4; everything else agrees to about 1e-6.
 FLOAT32_ATOL = 1e-3
+#: atom coordinates are float32: relative to the scene's extent they are good to a few ulps.
+COORD_F32_RTOL = 1e-6
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,26 +78,86 @@ def _min_sigma_nm(encoder: SpectralEncoder) -> float:
 
 
 # --- position ----------------------------------------------------------------------------------------
+def _grid_spec(n_bands: int) -> SensorSpec:
+    """A toy sensor whose bands share one native grid and have no no-data value."""
+    return SensorSpec(
+        id="gsdtoy", name="GSD toy", sources=["test"],
+        bands=[Band(name=f"B{i}", center_wavelength_nm=500.0 + 100.0 * i, fwhm_nm=40.0, gsd_m=10.0)
+               for i in range(n_bands)],
+    )
+
+
+def _block_means(atoms: AtomSet, shape: tuple[int, int, int], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean x and y of each k x k block of the fine atoms (all valid, in from_array's band/row/col order)."""
+    b, h, w = shape
+    def blocks(coord: np.ndarray) -> np.ndarray:
+        return coord.astype(np.float64).reshape(b, h, k, w, k).mean(axis=(2, 4)).ravel()
+    return blocks(atoms.x), blocks(atoms.y)
+
+
+def _normalised_extent(tokenizer: Tokenizer, atoms: AtomSet) -> torch.Tensor:
+    """(x_min, x_max, y_min, y_max) of the pixel footprints, in the position encoder's normalised units."""
+    half = atoms.atom_gsd_m().astype(np.float64) / 2
+    x, y = atoms.x.astype(np.float64), atoms.y.astype(np.float64)
+    edges = torch.tensor([(x - half).min(), (x + half).max(), (y - half).min(), (y + half).max()],
+                         dtype=torch.float64)
+    return tokenizer.encoder("position").scale(edges)
+
+
+def _assert_gsd_equivariant(tokenizer: Tokenizer, coarse: AtomSet, fine: AtomSet,
+                            shape: tuple[int, int, int], k: int, gsd: float) -> None:
+    b, h, w = shape
+    assert len(coarse) == b * h * w and len(fine) == b * h * w * k * k
+    extent_m = max(h, w) * gsd
+    scaled_coarse, scaled_fine = _normalised_extent(tokenizer, coarse), _normalised_extent(tokenizer, fine)
+    reference_m = tokenizer.encoder("position").reference_m
+    assert torch.allclose(scaled_coarse, scaled_fine, rtol=0, atol=COORD_F32_RTOL * extent_m / reference_m)
+    expected = torch.tensor([-w, w, -h, h], dtype=torch.float64) * gsd / 2 / reference_m
+    assert torch.allclose(scaled_coarse, expected, rtol=0, atol=COORD_F32_RTOL * extent_m / reference_m)
+    mean_x, mean_y = _block_means(fine, shape, k)
+    np.testing.assert_allclose(coarse.x, mean_x, rtol=0, atol=COORD_F32_RTOL * extent_m)
+    np.testing.assert_allclose(coarse.y, mean_y, rtol=0, atol=COORD_F32_RTOL * extent_m)
+
+
 @PROPERTY
 @given(
-    width=st.integers(1, 64), gsd=st.floats(0.3, 500.0), factor=st.integers(1, 6),
-    reference=st.floats(10.0, 5000.0),
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 9)),
+    gsd=st.floats(0.3, 500.0), k=st.integers(1, 5), seed=st.integers(0, 2**32 - 1),
 )
-def test_positional_encoding_is_gsd_equivariant(width, gsd, factor, reference):
-    """The same extent at GSD g and g / k spans the same normalised range, point for point."""
-    enc = PositionEncoder(num_bands=8, max_freq=16.0, reference_m=reference)
-    fine_width, fine_gsd = width * factor, gsd / factor
-    edges = torch.tensor([-0.5, width - 0.5], dtype=torch.float64)
-    fine_edges = torch.tensor([-0.5, fine_width - 0.5], dtype=torch.float64)
-    coarse_range = enc.scale(pixel_center_m(edges, width, gsd))
-    fine_range = enc.scale(pixel_center_m(fine_edges, fine_width, fine_gsd))
-    assert torch.allclose(coarse_range, fine_range, rtol=1e-12, atol=1e-12)
-    assert coarse_range[1] == pytest.approx(width * gsd / 2 / reference)
-    # every coarse pixel centre is a point of the fine grid's frame with the same features
-    i = torch.arange(width, dtype=torch.float64)
-    coarse = enc.encode_1d(pixel_center_m(i, width, gsd))
-    fine = enc.encode_1d(pixel_center_m(i * factor + (factor - 1) / 2, fine_width, fine_gsd))
-    assert torch.allclose(coarse, fine, atol=1e-9)
+def test_atoms_at_gsd_g_and_g_over_k_span_the_same_normalised_extent(tokenizer, shape, gsd, k, seed):
+    """AtomSet.from_array of a cube at g and of its k x k upsampling at g / k: same extent, and each
+    coarse atom sits at the mean of the k x k fine atoms it covers."""
+    cube = np.random.default_rng(seed).uniform(1.0, 2.0, size=shape)
+    spec = _grid_spec(shape[0])
+    coarse = AtomSet.from_array(cube, spec, gsd_m=gsd)
+    fine = AtomSet.from_array(np.kron(cube, np.ones((k, k))), spec, gsd_m=gsd / k)
+    _assert_gsd_equivariant(tokenizer, coarse, fine, shape, k, gsd)
+    # the same ground point gets the same positional features whatever the pixel size
+    mean_x, mean_y = _block_means(fine, shape, k)
+    enc = tokenizer.encoder("position")
+    phase_atol = math.pi * enc.max_freq / enc.reference_m * COORD_F32_RTOL * max(shape[1:]) * gsd
+    assert torch.allclose(enc(torch.from_numpy(coarse.x).double(), torch.from_numpy(coarse.y).double()),
+                          enc(torch.from_numpy(mean_x), torch.from_numpy(mean_y)), atol=phase_atol, rtol=0)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 6), st.integers(1, 6)),
+    gsd=st.sampled_from([0.5, 3.0, 10.0, 60.0, 250.0]), k=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
+)
+def test_geotiffs_at_gsd_g_and_g_over_k_read_back_to_the_same_extent(tokenizer, tmp_path_factory, shape, gsd, k,
+                                                                      seed):
+    """The same property through write_geotiff and the GeoTIFF reader (GSD from the file's transform)."""
+    cube = np.random.default_rng(seed).integers(1, 1000, size=shape).astype(np.uint16)
+    spec = _grid_spec(shape[0])
+    folder = tmp_path_factory.mktemp("gsd")
+    coarse_path = write_geotiff(folder / "coarse.tif", cube, gsd_m=gsd)
+    fine_path = write_geotiff(folder / "fine.tif", np.kron(cube, np.ones((k, k), dtype=np.uint16)), gsd_m=gsd / k)
+    coarse = GeoTiffReader().read(coarse_path, sensor=spec).atoms
+    fine = GeoTiffReader().read(fine_path, sensor=spec).atoms
+    assert np.allclose(fine.gsd_m, gsd / k) and np.allclose(coarse.gsd_m, gsd)
+    _assert_gsd_equivariant(tokenizer, coarse, fine, shape, k, gsd)
+    np.testing.assert_array_equal(coarse.value, fine.value.reshape(shape[0], shape[1], k, shape[2], k)[:, :, 0, :, 0].ravel())
 
 
 @PROPERTY
@@ -177,13 +251,31 @@ def test_tokens_do_not_depend_on_the_order_of_the_band_table(tokenizer, atoms, p
     assert torch.allclose(tokenizer.tokens(shuffled), tokenizer.tokens(atoms), atol=1e-6, rtol=0)
 
 
-@PROPERTY
+def test_every_registered_encoder_has_a_property_config():
+    missing = sorted(set(REGISTERED_ENCODERS) - set(ENCODER_CONFIGS))
+    assert not missing, (
+        f"encoders {missing} are registered but have no row in ENCODER_CONFIGS of {__name__}; add "
+        "(part, small params) so that they get the determinism and float-width properties"
+    )
+
+
+def _tokenizer_with(name: str) -> Tokenizer:
+    """A fresh tokenizer whose part ``ENCODER_CONFIGS[name][0]`` is filled by encoder ``name``."""
+    if name not in ENCODER_CONFIGS:
+        pytest.fail(f"encoder {name!r} is registered but has no row in ENCODER_CONFIGS; add one")
+    part, params = ENCODER_CONFIGS[name]
+    config = {"value": {"name": "fourier_value"}, part: {"name": name, **params}}
+    return Tokenizer.from_config(config, host=PluginHost(load_entrypoints=False, environ={}))
+
+
+@pytest.mark.parametrize("name", REGISTERED_ENCODERS)
+@settings(max_examples=20, deadline=None)
 @given(atoms=ats.atom_sets(max_atoms=32))
-def test_encoders_are_deterministic_and_agree_across_float_widths(tokenizer, atoms):
+def test_encoders_are_deterministic_and_agree_across_float_widths(name, atoms):
+    tokenizer = _tokenizer_with(name)
     first = tokenizer.tokens(atoms)
     assert torch.equal(first, tokenizer.tokens(atoms))
-    fresh = Tokenizer.from_config(ALL_PARTS, host=PluginHost(load_entrypoints=False, environ={}))
-    assert torch.equal(first, fresh.tokens(atoms))
+    assert torch.equal(first, _tokenizer_with(name).tokens(atoms))  # a fresh instance agrees
     double = tokenizer.tokens(atoms, dtype=torch.float64)
     assert double.dtype == torch.float64
     assert torch.allclose(first.double(), double, atol=FLOAT32_ATOL, rtol=0)

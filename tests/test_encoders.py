@@ -23,9 +23,27 @@ from atomizer.encoders import (
 )
 from atomizer.encoders.spectral import DEFAULT_LAYOUT_NM
 from atomizer.errors import EncoderError
+from atomizer.plugins.host import PluginHost
 from atomizer.sensors.spec import Band, BandStats, SpectralResponse
 
 BUILTIN_ENCODERS = ("fourier_value", "position", "spectral", "time", "location")
+#: Per registered encoder: the role it declares and parameters that build it (defaults: {}).
+#: A newly registered encoder must get a row here.
+ENCODER_TABLE: dict[str, tuple[str, dict]] = {
+    "fourier_value": ("value", {}),
+    "position": ("position", {}),
+    "spectral": ("spectral", {}),
+    "time": ("scene", {}),
+    "location": ("scene", {}),
+}
+
+
+def _registered_encoder_names() -> list[str]:
+    """The registry's encoder names (import strings: listing them imports no encoder module)."""
+    return PluginHost(load_entrypoints=False, environ={}).encoders.names()
+
+
+REGISTERED_ENCODERS = _registered_encoder_names()
 
 
 def band(center: float, fwhm: float, *, name: str = "b", gsd: float = 10.0, **kw) -> Band:
@@ -238,13 +256,22 @@ def test_builtin_encoders_are_registered_through_the_hook(host):
         assert host.encoders.provider(name) == "atomizer.encoders.plugin"
 
 
-@pytest.mark.parametrize("name", BUILTIN_ENCODERS)
+def test_every_registered_encoder_has_a_table_row():
+    missing = sorted(set(REGISTERED_ENCODERS) - set(ENCODER_TABLE))
+    assert not missing, f"encoders {missing} are registered but have no row in ENCODER_TABLE of {__name__}"
+
+
+@pytest.mark.parametrize("name", REGISTERED_ENCODERS)
 def test_every_registered_encoder_builds_with_defaults(host, name):
-    encoder = host.encoders.get(name)()
+    if name not in ENCODER_TABLE:
+        pytest.fail(f"encoder {name!r} is registered but has no row in ENCODER_TABLE; add (role, params)")
+    role, params = ENCODER_TABLE[name]
+    encoder = host.encoders.get(name)(**params)
     assert isinstance(encoder, torch.nn.Module)
     assert list(encoder.parameters()) == []  # fixed feature maps
-    assert encoder.role in {"value", "position", "spectral", "scene"}
+    assert encoder.role == role
     assert isinstance(encoder.out_dim, int) and encoder.out_dim >= 1
+    assert host.encoders.provider(name)  # every registration records who made it
 
 
 def test_spectral_cache_returns_the_same_rows_and_survives_overflow(monkeypatch):

@@ -127,6 +127,7 @@ def test_stac_reader_with_pystac() -> None:
     assert abs(across.lon) == pytest.approx(180.0) and across.lat == pytest.approx(-16.5)
 
 
+@pytest.mark.data
 def test_bigearthnet_reader_on_real_patch() -> None:
     folder = shared_data_path("bigearthnet_s2_examples", "S2A_MSIL2A_20170613T101031_87_48")
     r = metadata_from_bigearthnet_json(next(folder.glob("*_labels_metadata.json")))
@@ -266,3 +267,102 @@ def test_sphere_encoding_is_continuous_across_the_date_line() -> None:
     a = lonlat_to_unit_xyz(np.array(179.9), np.array(10.0))
     b = lonlat_to_unit_xyz(np.array(-179.9), np.array(10.0))
     assert np.linalg.norm(a - b) < 0.01 and np.linalg.norm(a) == pytest.approx(1.0)
+
+
+# --- each source field, dropped ---------------------------------------------------------------------
+#: A BigEarthNet-S2 ``*_labels_metadata.json`` (layout of the public files, labels trimmed).
+BIGEARTHNET = {
+    "labels": ["Non-irrigated arable land"],
+    "coordinates": {"ulx": 404400, "uly": 5342400, "lrx": 405600, "lry": 5341200},
+    "projection": "EPSG:32633",
+    "tile_source": "S2A_MSIL1C_20170613T101031_N0205_R022_T33UUP_20170613T101608.SAFE",
+    "acquisition_date": "2017-06-13 10:10:31",
+}
+#: The STAC item with every field the reader maps (view angles added).
+STAC_FULL = {
+    **STAC_ITEM,
+    "properties": {**STAC_ITEM["properties"], "view:off_nadir": 4.5, "view:azimuth": 101.0},
+}
+READERS = {
+    "stac": (metadata_from_stac_item, STAC_FULL),
+    "bigearthnet": (metadata_from_bigearthnet_json, BIGEARTHNET),
+    "fmow": (metadata_from_fmow_json, FMOW),
+}
+#: (source, keys to drop ("a.b" = key b inside a), record fields that become None).
+DROPS = [
+    ("stac", ["properties.datetime"], ["date", "time_utc"]),
+    ("stac", ["bbox", "geometry"], ["lon", "lat"]),
+    ("stac", ["assets"], ["gsd_m"]),
+    ("stac", ["properties.platform", "properties.constellation"], ["sensor_id"]),
+    ("stac", ["properties.view:off_nadir"], ["off_nadir_deg"]),
+    ("stac", ["properties.view:azimuth"], ["view_azimuth_deg"]),
+    ("stac", ["properties.view:sun_azimuth"], ["sun_azimuth_deg"]),
+    ("stac", ["properties.s2:mean_solar_zenith"], ["sun_elevation_deg"]),
+    ("stac", ["properties.eo:cloud_cover"], ["cloud_cover_pct"]),
+    ("bigearthnet", ["acquisition_date"], ["date", "time_utc"]),
+    ("bigearthnet", ["coordinates"], ["lon", "lat"]),
+    ("bigearthnet", ["projection"], ["lon", "lat"]),
+    ("bigearthnet", ["tile_source"], ["sensor_id"]),
+    ("fmow", ["gsd"], ["gsd_m"]),
+    ("fmow", ["timestamp"], ["date", "time_utc"]),
+    ("fmow", ["bounding_boxes", "utm"], ["lon", "lat"]),
+    ("fmow", ["sensor_platform_name"], ["sensor_id"]),
+    ("fmow", ["off_nadir_angle_dbl"], ["off_nadir_deg"]),
+    ("fmow", ["target_azimuth_dbl"], ["view_azimuth_deg"]),
+    ("fmow", ["sun_azimuth_dbl"], ["sun_azimuth_deg"]),
+    ("fmow", ["sun_elevation_dbl"], ["sun_elevation_deg"]),
+    ("fmow", ["cloud_cover"], ["cloud_cover_pct"]),
+]
+
+
+@pytest.fixture(scope="module")
+def untruncated_encoders():
+    """Both metadata encoders, the text one long enough to read a full record (~180 characters)."""
+    torch.manual_seed(1)
+    tab = TabularMetadataEncoder(width=16, depth=1, heads=2).eval()
+    txt = TextMetadataEncoder(width=16, depth=1, heads=2, max_length=256).eval()
+    return tab, txt
+
+
+def _without(d: dict, dotted_keys: list[str]) -> dict:
+    """A deep copy of ``d`` without the keys ``dotted_keys`` (``"a.b"``: key ``b`` of ``d["a"]``)."""
+    out = json.loads(json.dumps(d))
+    for dotted in dotted_keys:
+        *parents, last = dotted.split(".")
+        node = out
+        for p in parents:
+            node = node[p]
+        del node[last]
+    return out
+
+
+def test_every_record_field_is_covered_by_a_drop_case() -> None:
+    record_fields = {"lon", "lat"} | set(FIELD_NAMES) - {"location"}
+    assert {f for _, _, fields in DROPS for f in fields} == record_fields
+    assert {source for source, _, _ in DROPS} == set(READERS)
+
+
+@pytest.mark.parametrize(
+    ("source", "dropped", "now_missing"), DROPS, ids=[f"{s}-{'+'.join(k)}" for s, k, _ in DROPS]
+)
+def test_a_dropped_source_field_becomes_none_and_still_encodes(
+    untruncated_encoders, source, dropped, now_missing
+) -> None:
+    read, full_dict = READERS[source]
+    full = read(full_dict)
+    for name in now_missing:
+        assert getattr(full, name) is not None, f"the {source} fixture should have {name}"
+    record = read(_without(full_dict, dropped))
+    for name in now_missing:
+        assert getattr(record, name) is None
+    # nothing else changed
+    others = [f for f in ("gsd_m", "date", "time_utc", "lon", "lat", "sensor_id", "off_nadir_deg",
+                          "view_azimuth_deg", "sun_azimuth_deg", "sun_elevation_deg", "cloud_cover_pct")
+              if f not in now_missing]
+    assert [getattr(record, f) for f in others] == [getattr(full, f) for f in others]
+    with torch.no_grad():
+        for enc in untruncated_encoders:
+            assert metadata_to_text(record) != metadata_to_text(full)
+            out = enc([full, record])
+            assert out.shape == (2, enc.out_dim) and torch.isfinite(out).all()
+            assert not torch.allclose(out[0], out[1]), f"{type(enc).__name__} ignored the missing field"

@@ -23,6 +23,12 @@ MAX_BANDS = 4
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CENTRES_NM = (490.0, 560.0, 665.0, 842.0)
 NAMES = ("B1", "B2", "B3", "B4")
+COMMON_NAMES = ("blue", "green", "red", "nir")
+#: How each asset of a STAC item names its band, and the reader's matched_by for it.
+MATCH_MODES = {"asset key": "asset key", "wavelength": "centre wavelength", "common name": "common name"}
+#: Band GSDs on a STAC item, as multiples of the finest: mixed grids over one footprint.
+GSD_FACTORS = (1, 2, 6)
+COARSEST = max(GSD_FACTORS)
 
 
 def spec_of(n_bands: int, gsd_m: float) -> SensorSpec:
@@ -33,6 +39,7 @@ def spec_of(n_bands: int, gsd_m: float) -> SensorSpec:
         bands=[
             Band(
                 name=NAMES[i],
+                common_name=COMMON_NAMES[i],
                 center_wavelength_nm=CENTRES_NM[i],
                 fwhm_nm=20,
                 gsd_m=gsd_m,
@@ -59,13 +66,54 @@ def scenes(draw):
     return cube, gsd
 
 
-def write_item(folder: Path, cube: np.ndarray, gsd: float, order: list[int]) -> Path:
-    """One single-band asset per band, inserted into the item in ``order``."""
-    paths = {NAMES[i]: write_geotiff(folder / f"{NAMES[i]}.tif", cube[i], gsd_m=gsd) for i in order}
-    item = build_stac_item("prop", paths, datetime=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc))
-    out = folder / f"item_{''.join(map(str, order))}.json"
+def write_item(
+    folder: Path,
+    planes: list[np.ndarray],
+    gsds: list[float],
+    order: list[int],
+    mode: str = "asset key",
+) -> Path:
+    """One single-band asset per band (band i at ``gsds[i]``), inserted into the item in ``order``.
+
+    ``mode`` says how an asset names its band: by its key (the band name, no band metadata), or under
+    an opaque key with only an ``eo:bands`` centre wavelength, or only an ``eo:bands`` common name.
+    """
+    keys, fields = {}, {}
+    for i in order:
+        if mode == "asset key":
+            keys[i] = NAMES[i]
+        else:
+            keys[i] = f"data_{'abcd'[i]}"
+            eo = {"center_wavelength": CENTRES_NM[i] / 1000.0} if mode == "wavelength" else {
+                "common_name": COMMON_NAMES[i]}
+            fields[keys[i]] = {"eo:bands": [eo]}
+    tag = "".join(map(str, order))
+    paths = {
+        keys[i]: write_geotiff(folder / f"{NAMES[i]}_{tag}.tif", planes[i], gsd_m=gsds[i]) for i in order
+    }
+    item = build_stac_item(
+        "prop", paths, datetime=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc), asset_fields=fields
+    )
+    out = folder / f"item_{tag}_{mode.replace(' ', '_')}.json"
     item.save_object(dest_href=str(out), include_self_link=False)
     return out
+
+
+@st.composite
+def mixed_gsd_scenes(draw):
+    """Per band a uint16 plane at GSD g, 2g or 6g over one footprint, with random no-data pixels."""
+    bands = draw(st.integers(1, MAX_BANDS))
+    factors = draw(st.lists(st.sampled_from(GSD_FACTORS), min_size=bands, max_size=bands))
+    rows, cols = COARSEST * draw(st.integers(1, 2)), COARSEST * draw(st.integers(1, 2))
+    gsd = draw(st.sampled_from([1.0, 10.0, 20.0]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    nodata_fraction = draw(st.sampled_from([0.0, 0.3]))
+    planes = []
+    for f in factors:
+        plane = rng.integers(1, 60000, (rows // f, cols // f)).astype(np.uint16)
+        plane[rng.random(plane.shape) < nodata_fraction] = NODATA_DN
+        planes.append(plane)
+    return planes, [gsd * f for f in factors], (rows, cols, gsd)
 
 
 @SETTINGS
@@ -89,15 +137,58 @@ def test_permuting_file_bands_gives_the_same_atoms(scene, data):
 
 
 @SETTINGS
-@given(scene=scenes(), data=st.data())
-def test_permuting_assets_gives_the_same_atoms(scene, data):
+@given(scene=scenes(), data=st.data(), mode=st.sampled_from(sorted(MATCH_MODES)))
+def test_permuting_assets_gives_the_same_atoms(scene, data, mode):
+    """Whichever way the assets name their bands, their order in the item does not matter."""
     cube, gsd = scene
     spec = spec_of(cube.shape[0], gsd)
     perm = list(data.draw(st.permutations(range(cube.shape[0]))))
+    planes, gsds = list(cube), [gsd] * cube.shape[0]
     with tempfile.TemporaryDirectory() as tmp:
-        a = StacReader().read(write_item(Path(tmp), cube, gsd, sorted(perm)), sensor=spec).atoms
-        b = StacReader().read(write_item(Path(tmp), cube, gsd, perm), sensor=spec).atoms
+        a, report = StacReader().read(write_item(Path(tmp), planes, gsds, sorted(perm), mode), sensor=spec)
+        b = StacReader().read(write_item(Path(tmp), planes, gsds, perm, mode), sensor=spec).atoms
+        by_key = StacReader().read(write_item(Path(tmp), planes, gsds, sorted(perm)), sensor=spec).atoms
+    assert {r.matched_by for r in report.bands} == {MATCH_MODES[mode]}
     assert a.same_atoms(b)
+    assert a.same_atoms(by_key)  # the matching mode changes nothing either
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scene=mixed_gsd_scenes(), mode=st.sampled_from(sorted(MATCH_MODES)))
+def test_stac_atom_count_is_valid_pixels_of_every_grid(scene, mode):
+    planes, gsds, (_, _, gsd) = scene
+    spec = spec_of(len(planes), gsd)
+    with tempfile.TemporaryDirectory() as tmp:
+        atoms, report = StacReader().read(
+            write_item(Path(tmp), planes, gsds, list(range(len(planes))), mode), sensor=spec
+        )
+    assert atoms.gsd_m.tolist() == gsds
+    for i, plane in enumerate(planes):
+        assert int(atoms.band_counts()[i]) == int(np.count_nonzero(plane != NODATA_DN))
+    assert report.n_nodata == sum(p.size for p in planes) - len(atoms)
+    assert np.all(atoms.value >= 0.5 * 1 - 3.0)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scene=mixed_gsd_scenes(), mode=st.sampled_from(sorted(MATCH_MODES)), data=st.data())
+def test_stac_window_atoms_are_the_matching_subset_on_mixed_grids(scene, mode, data):
+    """A pixel window (on the finest grid) keeps exactly the atoms whose centres fall inside it."""
+    planes, gsds, (rows, cols, gsd) = scene
+    fine = min(gsds)
+    fine_rows, fine_cols = round(rows * gsd / fine), round(cols * gsd / fine)
+    col, row = data.draw(st.integers(0, fine_cols - 1)), data.draw(st.integers(0, fine_rows - 1))
+    width, height = data.draw(st.integers(1, fine_cols + 2)), data.draw(st.integers(1, fine_rows + 2))
+    spec = spec_of(len(planes), gsd)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_item(Path(tmp), planes, gsds, list(range(len(planes))), mode)
+        full = StacReader().read(path, sensor=spec).atoms
+        window = PixelWindow(col, row, width, height)
+        part = StacReader().read(path, sensor=spec, options=ReadOptions(window=window)).atoms
+    # pixel edges of the window in the full scene's frame (x east, y north of the centre)
+    x0 = (col - fine_cols / 2) * fine
+    y1 = (fine_rows / 2 - row) * fine
+    subset = full.window(x0, y1 - height * fine, x0 + width * fine, y1)
+    assert part.same_atoms(subset)
 
 
 @SETTINGS
@@ -151,7 +242,10 @@ def test_save_load_round_trip_is_exact(scene):
     with tempfile.TemporaryDirectory() as tmp:
         atoms = (
             StacReader()
-            .read(write_item(Path(tmp), cube, gsd, list(range(cube.shape[0]))), sensor=spec)
+            .read(
+                write_item(Path(tmp), list(cube), [gsd] * cube.shape[0], list(range(cube.shape[0]))),
+                sensor=spec,
+            )
             .atoms
         )
         loaded = load_atoms(save_atoms(atoms, Path(tmp) / "a.atoms"))

@@ -299,18 +299,22 @@ def test_wavelength_unit_slip(run, tmp_path, scene, spec_file):
     )
 
 
-@pytest.mark.parametrize("where", ["missing-folder", "a-folder"])
-def test_unwritable_output_fails_before_reading(run, tmp_path, spec_file, where):
-    out = tmp_path / "nope" / "o.atoms" if where == "missing-folder" else tmp_path
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [("missing-folder", "does not exist; create it first"), ("a-folder", "is a folder")],
+)
+def test_unwritable_output_fails_before_reading(run, tmp_path, spec_file, where, expected):
     if where == "a-folder":
         out = tmp_path / "dir.atoms"
         out.mkdir()
+    else:
+        out = tmp_path / "nope" / "o.atoms"
     # the source does not even exist: the output check must come first
     result = run("tokenize", tmp_path / "missing.json", "--sensor", spec_file, "-o", out)
     assert result.exit_code == 1
-    assert "missing.json" not in result.stderr and (
-        "does not exist" in result.stderr or "is a folder" in result.stderr
-    )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert expected in errors[0] and "missing.json" not in result.stderr
 
 
 def test_window_outside_the_scene(run, item, spec_file, tmp_path):

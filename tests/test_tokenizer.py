@@ -202,7 +202,11 @@ def test_projected_parts_equal_a_linear_layer_on_tokens(tokenizer):
     batch = collate_atoms(sets)
     parts = tokenizer.parts(batch)
     linear = torch.nn.Linear(tokenizer.dim, 24)
+    generator = torch.Generator().manual_seed(200)
     with torch.no_grad():
+        bound = tokenizer.dim ** -0.5  # nn.Linear's own init range, drawn from a seeded generator
+        linear.weight.copy_(torch.rand(24, tokenizer.dim, generator=generator) * 2 * bound - bound)
+        linear.bias.copy_(torch.rand(24, generator=generator) * 2 * bound - bound)
         projected = project_parts(parts, linear.weight, linear.bias)
         assert projected.shape == (2, batch.value.shape[1], 24)
         for i, atoms in enumerate(sets):
@@ -256,25 +260,73 @@ def sensor_host(tmp_path_factory) -> PluginHost:
                       environ={"XDG_CONFIG_HOME": str(tmp_path_factory.mktemp("xdg"))})
 
 
-def test_every_registered_sensor_tokenizes(sensor_host):
+def _registered_sensor_ids() -> list[str]:
+    """The built-in registry's sensor ids (read at collection: listing specs does not import torch models)."""
+    return PluginHost(load_entrypoints=False, environ={}).sensors.ids()
+
+
+REGISTERED_SENSOR_IDS = _registered_sensor_ids()
+#: (extending spec, its base): L2A/C2L2 products restate the base sensor's bands (other scale/offset).
+SHARED_BAND_PAIRS = (("sentinel2a-l2a", "sentinel2a"), ("landsat8-c2l2", "landsat8"))
+
+
+def _spectral_columns(tok: Tokenizer) -> slice:
+    """The columns of ``tok.tokens`` that hold the spectral part (parts are concatenated in dims order)."""
+    start = 0
+    for part, width in tok.dims.items():
+        if part == "spectral":
+            return slice(start, start + width)
+        start += width
+    raise AssertionError("the tokenizer has no spectral part")
+
+
+@pytest.fixture(scope="module")
+def default_tokenizer(sensor_host) -> Tokenizer:
+    return Tokenizer.from_config(None, host=sensor_host)
+
+
+def test_the_registry_lists_the_builtin_sensors():
+    assert {"sentinel2a", "sentinel2a-l2a", "landsat8"} <= set(REGISTERED_SENSOR_IDS)
+
+
+@pytest.mark.parametrize("sensor_id", REGISTERED_SENSOR_IDS)
+def test_every_registered_sensor_tokenizes(sensor_host, default_tokenizer, sensor_id):
     """Parametrised over the registry: a new sensor YAML gets this check for free."""
-    specs = list(sensor_host.sensors)
-    assert specs, "no sensor specs registered"
-    tok = Tokenizer.from_config(None, host=sensor_host)
-    rng = np.random.default_rng(7)
-    for spec in specs:
-        atoms = AtomSet.from_array(rng.random((spec.n_bands, 2, 2)), spec, gsd_m=30.0)
-        tokens = tok.tokens(atoms)
-        assert tokens.shape == (spec.n_bands * 4, tok.dim), spec.id
-        assert torch.isfinite(tokens).all(), spec.id
-        spectral = tok.encoder("spectral")(spec.bands, dtype=torch.float64)
-        assert torch.allclose(spectral.norm(dim=-1), torch.ones(spec.n_bands, dtype=torch.float64)), spec.id
+    spec = sensor_host.sensors.get(sensor_id)
+    tok = default_tokenizer
+    atoms = AtomSet.from_array(np.random.default_rng(7).random((spec.n_bands, 2, 2)), spec, gsd_m=30.0)
+    tokens = tok.tokens(atoms)
+    assert tokens.shape == (spec.n_bands * 4, tok.dim)
+    assert torch.isfinite(tokens).all()
+    spectral = tok.encoder("spectral")(spec.bands, dtype=torch.float64)
+    assert torch.allclose(spectral.norm(dim=-1), torch.ones(spec.n_bands, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(("derived_id", "base_id"), SHARED_BAND_PAIRS)
+def test_bands_shared_by_two_real_specs_encode_identically(sensor_host, default_tokenizer, derived_id, base_id):
+    """Same name, centre, width and response in two specs (scale/offset/no-data differ): same spectral part."""
+    derived, base = sensor_host.sensors.get(derived_id), sensor_host.sensors.get(base_id)
+    shared = [
+        b.name for b in derived.bands
+        if b.name in base.band_names
+        and (b.center_wavelength_nm, b.fwhm_nm, b.response)
+        == (base.band(b.name).center_wavelength_nm, base.band(b.name).fwhm_nm, base.band(b.name).response)
+    ]
+    assert len(shared) >= 7, f"{derived_id} and {base_id} share only {shared}"
+    cube = np.random.default_rng(11).uniform(1.0, 2.0, size=(len(shared), 3, 3))
+    columns = _spectral_columns(default_tokenizer)
+    derived_tokens = default_tokenizer.tokens(AtomSet.from_array(cube, derived, gsd_m=30.0, bands=shared))
+    base_tokens = default_tokenizer.tokens(AtomSet.from_array(cube, base, gsd_m=30.0, bands=shared))
+    assert torch.equal(derived_tokens[:, columns], base_tokens[:, columns])
+    # and the whole token agrees too: nothing else of the band (scale, no-data) reaches the encoders
+    assert torch.equal(derived_tokens, base_tokens)
 
 
 def test_projected_parts_give_the_same_gradients_as_the_dense_layer(tokenizer):
     parts = tokenizer.parts(collate_atoms([small_atoms(0), small_atoms(5).take(np.arange(6))]))
-    weight = torch.randn(5, tokenizer.dim, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    generator = torch.Generator().manual_seed(274)
+    weight = torch.randn(5, tokenizer.dim, dtype=torch.float64, generator=generator).requires_grad_()
+    bias = torch.randn(5, dtype=torch.float64, generator=generator).requires_grad_()
     mask = parts.mask[..., None].double()
     (project_parts(parts, weight, bias) * mask).square().sum().backward()
     factorised = weight.grad.clone(), bias.grad.clone()
@@ -289,5 +341,5 @@ def test_value_only_tokens_project_without_tables(host):
     tok = Tokenizer.from_config({"value": {"name": "fourier_value", "num_bands": 2}}, host=host)
     parts = tok.parts(collate_atoms([small_atoms()]))
     assert parts.position_x is None and parts.spectral is None and parts.time is None
-    weight = torch.randn(3, tok.dim)
+    weight = torch.randn(3, tok.dim, generator=torch.Generator().manual_seed(292))
     assert max_factorisation_error(parts, weight, torch.ones(3)) < 1e-5
