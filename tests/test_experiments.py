@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from conftest import shared_data_path
 
 from atomizer.cli.main import build_cli
+from atomizer.errors import OutputError
 from atomizer.plugins.host import PluginHost
 from atomizer.training.config import load_config
 
@@ -164,3 +165,6 @@ def test_report_table_statistics_by_hand(tmp_path):
     assert "| resnet | **40.0 ± 0.0** | n/a | **40.0 ± 0.0** |" in text
     paths = write_report(results, tmp_path / "report")
     assert json.loads(paths["json"].read_text())["table"]["resnet"]["A"]["n_seeds"] == 2
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(OutputError, match="cannot create folder .*a-file/report"):
+        write_report(results, tmp_path / "a-file" / "report")  # not a raw NotADirectoryError

@@ -17,6 +17,7 @@ from atomizer.evaluation.probe import (
     split_indices,
     standardize,
 )
+from atomizer.evaluation.stats import mean_std
 
 
 def knn_brute_force(train, train_y, test, k, temperature, n_classes):
@@ -127,6 +128,24 @@ def test_evaluate_probes_bimodal_uses_metadata() -> None:
     assert res["bimodal"].mean == 1.0
     assert res["linear"].mean < 0.8
     assert len(res["linear"].values) == 3
-    assert str(MeanStd.of([0.5, 0.7])) == "60.0 ± 10.0"
+    assert str(MeanStd.of([0.5, 0.7])) == "60.0 ± 14.1"  # sample std (ddof 1) over seeds
     with pytest.raises(ValueError, match="bimodal"):
         evaluate_probes(image, y, methods=("bimodal",))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=8))
+def test_mean_std_is_the_sample_std_over_seeds(values):
+    """Property: the probe summary and the training report use the same sample std."""
+    import statistics
+
+    from atomizer.training.report import _stats
+
+    mean, std, n = mean_std([*values, float("nan")])  # a NaN run is left out
+    assert n == len(values) and mean == pytest.approx(statistics.fmean(values), abs=1e-9)
+    want = statistics.stdev(values) if len(values) > 1 else 0.0
+    assert std == pytest.approx(want, rel=1e-9, abs=1e-9)
+    probe = MeanStd.of(values)
+    cell = _stats(values)
+    assert (probe.mean, probe.std) == (cell.mean, cell.std) == (mean, std)
+    assert mean_std([])[2] == 0 and math.isnan(mean_std([float("nan")])[0])

@@ -116,3 +116,28 @@ def test_multilabel_metrics_ignore_sample_order_and_logit_scale(seed, scale, per
     )
     assert permuted == pytest.approx(base)
     assert scaled["map_macro"] == pytest.approx(base["map_macro"], abs=1e-3)
+
+
+def test_one_probability_switch_for_models_and_metrics():
+    """``atomizer.models.predict_proba`` is the metrics' sigmoid / softmax switch, not a copy."""
+    import atomizer.models
+    from atomizer.evaluation.metrics import probabilities
+
+    assert atomizer.models.predict_proba is probabilities
+    logits = torch.tensor([[0.0, 2.0, -1.0]], dtype=torch.bfloat16)
+    multilabel = probabilities(logits, "multilabel")
+    assert multilabel.dtype == torch.float32
+    torch.testing.assert_close(multilabel, torch.sigmoid(logits.float()))
+    torch.testing.assert_close(probabilities(logits, "multiclass").sum(-1), torch.ones(1))
+
+
+def test_importing_models_and_configs_does_not_import_torchmetrics():
+    """torchmetrics (about a second to import) loads only when a metric is computed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, atomizer.models.atomizer_model, atomizer.training.config; "
+        "sys.exit('torchmetrics' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -14,7 +14,7 @@ from torch import nn
 from atomizer import hookimpl
 from atomizer.atoms.atomset import AtomSet, SceneMeta
 from atomizer.atoms.batch import AtomBatch, collate_atoms
-from atomizer.errors import CheckpointError, ConfigError
+from atomizer.errors import CheckpointError, ConfigError, DatasetError
 from atomizer.pretrain.augment import AugmentConfig, Augmenter
 from atomizer.pretrain.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from atomizer.pretrain.chips import Chip
@@ -23,14 +23,14 @@ from atomizer.pretrain.losses import parse_method_label
 from atomizer.pretrain.memory import SavedTensorTracker
 from atomizer.pretrain.metadata import MetadataRecord
 from atomizer.pretrain.pretrainer import (
+    NO_DECAY_PREFIXES,
     build_satmip_model,
     extract_features,
-    lr_at,
     make_views,
-    parameter_groups,
     pretrain,
 )
 from atomizer.sensors.spec import Band
+from atomizer.training.schedule import WarmupCosineSchedule, parameter_groups
 
 BANDS = (
     Band(name="B1", center_wavelength_nm=560.0, fwhm_nm=30.0, gsd_m=10.0),
@@ -125,10 +125,21 @@ def toy_config(**over):
     return parse_config(apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in over.items()]))
 
 
-def test_lr_schedule() -> None:
-    lrs = [lr_at(s, total_steps=10, warmup_steps=2, peak_lr=1.0) for s in range(10)]
-    assert lrs[0] == 0.5 and lrs[1] == 1.0 and lrs[2] == 1.0
-    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False)) and lrs[-1] < 0.05
+def test_pretraining_follows_the_training_lr_schedule(tiny_host) -> None:
+    """Warmup then cosine, as the supervised trainer: each epoch logs its last step's rate."""
+    cfg = toy_config(**{"optim.epochs": 3, "optim.warmup_epochs": 1.0})
+    res = pretrain(cfg, toy_chips(32), method="simclr", host=tiny_host)
+    steps_per_epoch = 32 // cfg.optim.batch_size
+    sched = WarmupCosineSchedule(
+        torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0),
+        peak_lr=cfg.optim.lr,
+        warmup_steps=steps_per_epoch,
+        total_steps=3 * steps_per_epoch,
+    )
+    logged = [h["lr"] for h in res.history]
+    assert logged == [sched.lr_at((e + 1) * steps_per_epoch - 1) for e in range(3)]
+    assert logged[0] == pytest.approx(cfg.optim.lr) and logged[0] > logged[1] > logged[2] > 0
+    assert res.steps == 3 * steps_per_epoch
 
 
 @pytest.mark.parametrize(
@@ -177,11 +188,21 @@ def test_weight_decay_spares_biases_norms_and_temperature(tiny_host) -> None:
     model = build_satmip_model(
         toy_config(), obj, tiny_host, example=collate_atoms([toy_chips(1)[0].atoms])
     )
-    decay, no_decay = parameter_groups(model, 0.1)
+    decay, no_decay = parameter_groups(model, 0.1, no_decay_prefixes=NO_DECAY_PREFIXES)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert any(p is model.temperature.log_scale for p in no_decay["params"])
     assert all(p.ndim >= 2 for p in decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_no_decay_prefixes_spare_matrices_too() -> None:
+    model = nn.ModuleDict({"temperature": nn.Linear(3, 3), "head": nn.Linear(3, 2)})
+    decay, no_decay = parameter_groups(model, 0.1, no_decay_prefixes=("temperature.",))
+    assert {id(p) for p in decay["params"]} == {id(model["head"].weight)}
+    spared = {id(p) for p in no_decay["params"]}
+    assert spared == {id(model["head"].bias), *(id(p) for p in model["temperature"].parameters())}
+    decay, _ = parameter_groups(model, 0.1)
+    assert len(decay["params"]) == 2  # without the prefix the temperature's matrix decays
 
 
 def test_make_views_scales_the_metadata_gsd_with_the_view() -> None:
@@ -317,10 +338,28 @@ def test_config_is_strict_and_overridable(tmp_path, monkeypatch) -> None:
     assert resolve_data_root(cfg, tmp_path) == tmp_path / "data"
     monkeypatch.setenv("ATOMIZER_SHARED_DATA", str(tmp_path / "elsewhere"))
     assert resolve_data_root(cfg, tmp_path) == tmp_path / "elsewhere"
-    with pytest.raises(ConfigError, match="key.path=value"):
+    with pytest.raises(ConfigError, match="KEY.PATH=VALUE"):
         load_config(p, ["optim.epochs"])
     with pytest.raises(ConfigError, match="chip_px"):
         load_config(p, ["data.sources.0.chip_px=0"])
+
+
+def test_overrides_behave_as_in_training_configs(tmp_path) -> None:
+    """``--set`` is the training loader's: bad YAML is text, null parents and list appends work."""
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "name: x\nimage_encoder: {name: tiny-test}\nprobe: {seeds: [0, 1]}\n"
+        "data:\n  root: data\n  sources:\n    - {kind: s2_tile, path: t}\n"
+    )
+    assert load_config(p, ["name=["]).name == "["  # not valid YAML: kept as text, no traceback
+    with pytest.raises(ConfigError, match=r"optim\.epochs"):
+        load_config(p, ["optim.epochs=["])  # ... and then validated like any value
+    cfg = load_config(p, ["augment=null", "augment.max_atoms=12", "probe.seeds.2=7"])
+    assert cfg.augment.max_atoms == 12 and cfg.probe.seeds == [0, 1, 7]
+    with pytest.raises(ConfigError, match="out of range"):
+        load_config(p, ["probe.seeds.5=7"])
+    with pytest.raises(ConfigError, match=r"--set name\.first=1: name is not a mapping"):
+        load_config(p, ["name.first=1"])
 
 
 @pytest.mark.data
@@ -372,3 +411,68 @@ def test_real_chips_from_the_sentinel2_tile_and_bigearthnet(host) -> None:
         assert sorted(set(c.atoms.gsd_m)) == [100.0, 200.0, 600.0]
         assert c.metadata.date.year in (2017, 2018)
     assert chips.summary()["n_probe"] == len(s2)
+
+
+def _toy_bigearthnet_patch(root, nodata_pixel: bool = True):
+    """One BigEarthNet-S2 v1 patch folder: B02 (4 x 4 at 10 m, no data 0) and B05 (2 x 2 at 20 m)."""
+    from atomizer.readers.synthetic import write_geotiff
+
+    name = "S2B_MSIL2A_20170924T093019_1_1"
+    patch = root / name
+    patch.mkdir(parents=True)
+    b02 = np.arange(1000, 1016, dtype=np.uint16).reshape(4, 4)
+    if nodata_pixel:
+        b02[0, 0] = 0
+    write_geotiff(patch / f"{name}_B02.tif", b02, gsd_m=10.0, nodata=0)
+    write_geotiff(patch / f"{name}_B05.tif", np.full((2, 2), 2000, np.uint16), gsd_m=20.0, nodata=0)
+    (patch / f"{name}_labels_metadata.json").write_text(
+        json.dumps({"labels": ["Pastures"], "acquisition_date": "2017-09-24 09:30:19"})
+    )
+    return b02
+
+
+def test_bigearthnet_chips_read_like_the_dataset_and_keep_partly_valid_blocks(host, tmp_path):
+    """A missing pixel leaves its block the mean of the other three (it used to blank it)."""
+    from atomizer.pretrain.chips import bigearthnet_chips
+    from atomizer.pretrain.config import ChipSourceConfig
+
+    b02 = _toy_bigearthnet_patch(tmp_path / "ben")
+    source = ChipSourceConfig(
+        kind="bigearthnet", path="ben", gsd_factors=[1, 2], use="pretrain", bands=["B02", "B05"]
+    )
+    native, coarse = bigearthnet_chips(tmp_path / "ben", source, host)
+    assert native.atoms.scene.sensor_id == "sentinel2b-l2a" and native.metadata.gsd_m == 10.0
+    assert len(native.atoms) == 15 + 4  # the no-data pixel has no atom
+    assert coarse.metadata.gsd_m == 20.0 and sorted(set(coarse.atoms.gsd_m)) == [20.0, 40.0]
+    assert coarse.atoms.band_names == ["B02", "B05"] and len(coarse.atoms) == 4 + 1
+    blue = coarse.atoms.select_bands(["B02"])
+    top_left = blue.value[(blue.x < 0) & (blue.y > 0)]
+    expected = (b02[0, 1] + b02[1, 0] + b02[1, 1]) / 3 * 1e-4
+    np.testing.assert_allclose(top_left, [expected], rtol=1e-6)
+    assert all(b.scale is None and b.offset is None for b in coarse.atoms.bands)  # reflectance
+    only_blue = source.model_copy(update={"bands": ["B02"]})
+    (chip, _) = bigearthnet_chips(tmp_path / "ben", only_blue, host)
+    assert chip.atoms.band_names == ["B02"]
+    with pytest.raises(DatasetError, match=r"_B01\.tif"):  # a band file of the 12 is missing
+        bigearthnet_chips(tmp_path / "ben", source.model_copy(update={"bands": None}), host)
+
+
+@pytest.mark.parametrize(
+    "mtd,message",
+    [
+        (None, "no MTD_MSIL2A.xml"),
+        ("<Level-2A_User_Product><General_Info>", "MTD_MSIL2A.xml: not valid XML"),
+    ],
+)
+def test_a_tile_without_readable_product_metadata_is_a_reader_error(tmp_path, mtd, message):
+    from atomizer.errors import ReaderError
+    from atomizer.pretrain.chips import read_s2_tile_info
+
+    tile = tmp_path / "tile"
+    tile.mkdir()
+    for name in ("T00TOY_20221005T115411_B02_60m.jp2", "T00TOY_20221005T115411_SCL_60m.jp2"):
+        (tile / name).write_bytes(b"")
+    if mtd is not None:
+        (tile / "MTD_MSIL2A.xml").write_text(mtd)
+    with pytest.raises(ReaderError, match=message):
+        read_s2_tile_info(tile)

@@ -113,7 +113,16 @@ def test_cli_errors_are_one_line(tmp_path) -> None:
     result = CliRunner().invoke(_cli(), ["pretrain", str(bad)])
     assert result.exit_code == 1 and "error:" in result.output and "epochz" in result.output
     result = CliRunner().invoke(_cli(), ["pretrain", str(bad), "--set", "epochz"])
-    assert result.exit_code == 1 and "key.path=value" in result.output
+    assert result.exit_code == 1 and "KEY.PATH=VALUE" in result.output
+    result = CliRunner().invoke(_cli(), ["pretrain", str(bad), "--set", "optim.epochs=["])
+    assert result.exit_code == 1 and "error:" in result.output and "optim.epochs" in result.output
+    assert isinstance(result.exception, SystemExit)  # a one-line error, not a YAML traceback
+    (tmp_path / "a-file").write_text("")
+    good = tmp_path / "good.yaml"
+    good.write_text(bad.read_text().replace("epochz", "seed"))
+    out = tmp_path / "a-file" / "run"
+    result = CliRunner().invoke(_cli(), ["pretrain", str(good), "--out", str(out)])
+    assert result.exit_code == 1 and f"error: cannot create folder {out}" in result.output
     result = CliRunner().invoke(_cli(), ["probe", str(tmp_path / "none.json")])
     assert result.exit_code == 1 and "no such checkpoint" in result.output
     result = CliRunner().invoke(_cli(), ["probe", str(tmp_path / "x.json"), "--seeds", "a"])

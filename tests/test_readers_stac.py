@@ -404,3 +404,96 @@ def test_names_contradicted_by_wavelengths_do_not_match(tmp_path, rasters):
     atoms, report = read(save(item, tmp_path / "c.json"), spec)
     assert atoms.band_names == ["B04"]
     assert report.bands[0].matched_by == "centre wavelength"
+
+
+# --- Sentinel-2 L2A product folders (MTD_MSIL2A.xml + band files) ---------------------------------
+MTD_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
+<n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd">
+  <n1:General_Info><Product_Info>
+    <PRODUCT_START_TIME>2022-10-05T11:54:11.024Z</PRODUCT_START_TIME>
+    <PRODUCT_URI>S2A_MSIL2A_TOY.SAFE</PRODUCT_URI>
+    <PROCESSING_BASELINE>04.00</PROCESSING_BASELINE>
+    <Datatake><SPACECRAFT_NAME>Sentinel-2A</SPACECRAFT_NAME></Datatake>
+  </Product_Info>
+  <Product_Image_Characteristics>
+    <QUANTIFICATION_VALUES_LIST>{quantification}</QUANTIFICATION_VALUES_LIST>
+    <BOA_ADD_OFFSET_VALUES_LIST><BOA_ADD_OFFSET band_id="1">-1000</BOA_ADD_OFFSET></BOA_ADD_OFFSET_VALUES_LIST>
+    <Spectral_Information_List>
+      <Spectral_Information bandId="1" physicalBand="B2">
+        <Wavelength><CENTRAL>492.7</CENTRAL></Wavelength>
+        <Spectral_Response><STEP>1</STEP><VALUES>0.1 0.6 1 0.9 0.4</VALUES></Spectral_Response>
+      </Spectral_Information>
+    </Spectral_Information_List>
+  </Product_Image_Characteristics></n1:General_Info>
+  <n1:Quality_Indicators_Info><Cloud_Coverage_Assessment>12.5</Cloud_Coverage_Assessment>
+  </n1:Quality_Indicators_Info>
+</n1:Level-2A_User_Product>
+"""
+
+
+def s2_product(
+    folder, *, quantification="<BOA_QUANTIFICATION_VALUE>10000</BOA_QUANTIFICATION_VALUE>"
+):
+    """A toy L2A product: B02 at 10 m and 60 m, SCL at 60 m, and its MTD_MSIL2A.xml."""
+    folder.mkdir()
+    (folder / "MTD_MSIL2A.xml").write_text(MTD_TEMPLATE.format(quantification=quantification))
+    dn = np.full((6, 6), 1500, np.uint16)
+    write_geotiff(folder / "T00TOY_20221005T115411_B02_10m.tif", dn, gsd_m=10.0, nodata=0)
+    write_geotiff(folder / "T00TOY_20221005T115411_B02_60m.tif", dn[:1, :1], gsd_m=60.0, nodata=0)
+    write_geotiff(folder / "T00TOY_20221005T115411_SCL_60m.tif", dn[:1, :1], gsd_m=60.0)
+    return folder
+
+
+def test_sentinel2_product_metadata_and_band_files(tmp_path):
+    from atomizer.readers.stac_build import read_sentinel2_l2a_product, sentinel2_l2a_item
+
+    folder = s2_product(tmp_path / "product")
+    product = read_sentinel2_l2a_product(folder)
+    assert product.band_files == {"B02": folder / "T00TOY_20221005T115411_B02_10m.tif"}
+    assert product.resolution_m == {"B02": 10.0}  # the finest of the band's files
+    assert product.scl_file == folder / "T00TOY_20221005T115411_SCL_60m.tif"
+    info = product.bands["B02"]
+    assert (info.band_id, info.center_nm, info.fwhm_nm, info.add_offset_dn) == (1, 492.7, 3, -1000)
+    assert product.spacecraft == "Sentinel-2A" and product.cloud_cover_pct == 12.5
+    assert product.start_time == dt.datetime(2022, 10, 5, 11, 54, 11, 24000, tzinfo=dt.timezone.utc)
+    at_60 = read_sentinel2_l2a_product(folder, resolution_m=60)
+    assert at_60.band_files["B02"].name.endswith("_B02_60m.tif") and at_60.scl_file is not None
+    item = sentinel2_l2a_item(folder)
+    assert item.id == "S2A_MSIL2A_TOY" and set(item.assets) == {"B02", "SCL"}
+    raster = item.assets["B02"].extra_fields["raster:bands"][0]
+    assert raster["scale"] == pytest.approx(1e-4) and raster["offset"] == pytest.approx(-0.1)
+    assert raster["spatial_resolution"] == 10.0
+
+
+def test_sentinel2_product_without_quantification_uses_the_default(tmp_path):
+    from atomizer.readers.stac_build import DEFAULT_BOA_QUANTIFICATION, sentinel2_l2a_item
+
+    item = sentinel2_l2a_item(s2_product(tmp_path / "product", quantification=""))
+    raster = item.assets["B02"].extra_fields["raster:bands"][0]
+    assert raster["scale"] == pytest.approx(1.0 / DEFAULT_BOA_QUANTIFICATION)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (None, "no MTD_MSIL2A.xml; is this a Sentinel-2 L2A product folder"),
+        ("<n1:Level-2A_User_Product><unclosed>", "MTD_MSIL2A.xml: not valid XML"),
+        ("", "MTD_MSIL2A.xml: not valid XML"),
+        (
+            MTD_TEMPLATE.format(quantification="").replace("2022-10-05T11", "yesterday"),
+            "unexpected metadata value",
+        ),
+    ],
+)
+def test_a_missing_or_corrupt_sentinel2_metadata_file_is_one_reader_error(tmp_path, text, message):
+    from atomizer.readers.stac_build import read_sentinel2_l2a_product, sentinel2_l2a_item
+
+    folder = s2_product(tmp_path / "product")
+    if text is None:
+        (folder / "MTD_MSIL2A.xml").unlink()
+    else:
+        (folder / "MTD_MSIL2A.xml").write_text(text)
+    for call in (read_sentinel2_l2a_product, sentinel2_l2a_item):
+        with pytest.raises(ReaderError, match=message) as info:
+            call(folder)
+        assert "\n" not in str(info.value)

@@ -272,6 +272,17 @@ def test_train_rejects_bad_configs_before_writing(tmp_path):
     assert not out.exists()  # nothing written by any failed command
 
 
+def test_train_into_an_unusable_output_folder_is_one_error_line(tmp_path):
+    host = make_host(tmp_path)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(CONFIG, sort_keys=False))
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "run"  # its parent is a file: mkdir raises NotADirectoryError
+    result = invoke(host, ["train", path, "--model", "atomizer", "--output", out])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert len(errors(result)) == 1 and f"cannot create folder {out}" in errors(result)[0]
+
+
 def test_train_stops_and_resumes_through_the_cli(trained, tmp_path):
     host = make_host(tmp_path)
     out = tmp_path / "run"

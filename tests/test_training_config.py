@@ -202,6 +202,15 @@ def test_override_sets_exactly_that_key(path, value):
     assert parse_override(text)[0] == path
 
 
+@pytest.mark.parametrize(
+    "text,where",
+    [("a.b=1", "a is not a mapping"), ("a.b.c=1", "a is not a mapping"), ("a.0=1", "a is not")],
+)
+def test_override_through_a_scalar_names_the_scalar(text, where):
+    with pytest.raises(ConfigError, match=f"--set {text}: {where}"):
+        apply_overrides({"a": 3}, [text])
+
+
 def test_modality_key_ignores_band_order_and_case():
     a = ExperimentConfig.model_validate(BASE).train_modalities[0]
     b = a.model_copy(update={"bands": ("b03", "B02")})

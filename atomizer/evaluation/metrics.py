@@ -22,15 +22,6 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import torch
-from torchmetrics.functional.classification import (
-    binary_average_precision,
-    multiclass_accuracy,
-    multiclass_average_precision,
-    multiclass_f1_score,
-    multilabel_accuracy,
-    multilabel_average_precision,
-    multilabel_f1_score,
-)
 
 TaskType = Literal["multilabel", "multiclass"]
 METRIC_NAMES = ("map_macro", "map_micro", "overall_accuracy", "f1_macro")
@@ -40,7 +31,10 @@ PERCENT = 100.0
 
 
 def probabilities(logits: torch.Tensor, task: TaskType) -> torch.Tensor:
-    """Sigmoid (multi-label) or softmax (multi-class) of ``(S, C)`` logits, in float32."""
+    """Sigmoid (multi-label) or softmax (multi-class) of ``(S, C)`` logits, in float32.
+
+    The one implementation of this switch (:func:`atomizer.models.predict_proba` re-exports it).
+    """
     logits = logits.float()
     return torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, dim=-1)
 
@@ -86,6 +80,18 @@ def compute_metrics(
 def _metric(
     name: str, probs: torch.Tensor, target: torch.Tensor, task: TaskType, num_classes: int
 ) -> torch.Tensor:
+    # imported here: torchmetrics takes ~1 s to import, and importing this module (for
+    # METRIC_NAMES or probabilities) must stay cheap for configs and models
+    from torchmetrics.functional.classification import (
+        binary_average_precision,
+        multiclass_accuracy,
+        multiclass_average_precision,
+        multiclass_f1_score,
+        multilabel_accuracy,
+        multilabel_average_precision,
+        multilabel_f1_score,
+    )
+
     onehot = target if task == "multilabel" else torch.nn.functional.one_hot(target, num_classes)
     if name == "map_macro":
         if task == "multilabel":

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from atomizer.evaluation.knn import KNN_KS, KNN_TEMPERATURE, knn_accuracy
+from atomizer.evaluation.stats import mean_std
 
 #: The paper's linear probe: L-BFGS, 200 iterations, no regularisation.
 LINEAR_MAX_ITER = 200
@@ -118,7 +119,7 @@ def split_indices(
 
 @dataclass(frozen=True)
 class MeanStd:
-    """Mean and (population) standard deviation of a metric over seeds."""
+    """Mean and sample standard deviation (``ddof = 1``) of a metric over seeds."""
 
     mean: float
     std: float
@@ -126,8 +127,9 @@ class MeanStd:
 
     @classmethod
     def of(cls, values: Sequence[float]) -> MeanStd:
-        v = np.asarray(values, np.float64)
-        return cls(float(v.mean()), float(v.std()), tuple(float(a) for a in v))
+        """Summary of ``values`` by :func:`atomizer.evaluation.stats.mean_std` (values kept)."""
+        mean, std, _ = mean_std(values)
+        return cls(mean, std, tuple(float(a) for a in values))
 
     def __str__(self) -> str:
         return f"{100 * self.mean:.1f} ± {100 * self.std:.1f}"

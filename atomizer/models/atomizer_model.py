@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from atomizer.atoms.batch import AtomBatch
 from atomizer.encoders import Tokenizer, TokenParts
+from atomizer.evaluation.metrics import probabilities as predict_proba  # noqa: F401 (re-export)
 from atomizer.models.config import AtomizerConfig, make_config
 from atomizer.models.perceiver import PerceiverCore
 from atomizer.models.projection import (
@@ -132,8 +133,3 @@ class AtomizerModel(nn.Module):
     def forward(self, batch: AtomBatch) -> Tensor:
         """Logits ``(S, num_classes)``."""
         return self.core(self.source(batch))
-
-
-def predict_proba(logits: Tensor, task: str) -> Tensor:
-    """Class probabilities: independent sigmoids (multilabel) or one softmax (multiclass)."""
-    return torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, dim=-1)

@@ -3,19 +3,22 @@
 Sources (see :class:`~atomizer.pretrain.config.ChipSourceConfig`):
 
 - ``s2_tile``: a Sentinel-2 L2A tile of 60 m JPEG 2000 bands with its scene classification layer
-  (``*_SCL_60m.jp2``) and ESA metadata (``MTD_MSIL2A.xml``, ``MTD_TL.xml``). The tile is cut on an
-  aligned grid of windows of ``chip_px * f`` pixels for each GSD factor ``f``; a window is
-  block-averaged ``f x f`` to ``chip_px x chip_px`` pixels at ``60 f`` m (the same ground seen by a
-  coarser sensor). Windows with any no-data pixel (DN 0, SCL 0 or 1) are skipped. The label is the
-  majority SCL class of the window; at most ``max_chips_per_class`` windows per class and factor
-  are drawn, classes with fewer than ``min_chips_per_class`` chips are left out. Metadata: the
+  (``*_SCL_60m.jp2``) and ESA metadata (``MTD_MSIL2A.xml``, read by
+  :func:`atomizer.readers.stac_build.read_sentinel2_l2a_product`, and ``MTD_TL.xml``). The tile is
+  cut on an aligned grid of windows of ``chip_px * f`` pixels for each GSD factor ``f``; a window
+  is averaged over ``f x f`` blocks (:func:`atomizer.simulate.spatial.aggregate`) to ``chip_px x
+  chip_px`` pixels at ``60 f`` m (the same ground seen by a coarser sensor). Windows with any
+  no-data pixel (DN 0, SCL 0 or 1) are skipped. The label is the majority SCL class of the window;
+  at most ``max_chips_per_class`` windows per class and factor are drawn, classes with fewer than
+  ``min_chips_per_class`` chips are left out. Metadata: the
   window centre reprojected to lon/lat, the sensing time, the tile's mean sun and viewing angles
   and cloud cover (tile-level values, as a catalogue gives them), GSD ``60 f`` m.
 - ``bigearthnet``: BigEarthNet-S2 v1 patches (12 GeoTIFFs at native 10/20/60 m +
-  ``*_labels_metadata.json``). Each band is block-averaged by ``f`` (its GSD times ``f``), every
-  band
-  keeps its own grid. Reflectance = DN / 10000 (BigEarthNet v1 predates the -1000 offset).
-  Multi-label patches carry no single label: they are used for pretraining.
+  ``*_labels_metadata.json``), read as :class:`atomizer.data.bigearthnet.BigEarthNet` reads them
+  (reflectance = DN x 1e-4: BigEarthNet v1 predates the -1000 offset; the GeoTIFFs' no-data value
+  is no data). Each band is aggregated by ``f`` (its GSD times ``f``; area-weighted and NaN-aware,
+  so a missing pixel does not blank its whole block) and keeps its own grid. Multi-label patches
+  carry no single label: they are used for pretraining.
 
 Chips of one place share a ``group`` so that probes never split a place across train and test.
 """
@@ -23,7 +26,6 @@ Chips of one place share a ``group`` so that probes never split a place across t
 from __future__ import annotations
 
 import os
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from atomizer.atoms.atomset import AtomSet, SceneMeta
-from atomizer.errors import ConfigError, DatasetError
+from atomizer.errors import DatasetError, ReaderError
 from atomizer.pretrain.config import ChipSourceConfig, PretrainConfig, resolve_data_root
 from atomizer.pretrain.metadata import (
     MetadataRecord,
@@ -41,6 +43,9 @@ from atomizer.pretrain.metadata import (
     parse_timestamp,
     sensor_id_from_platform,
 )
+from atomizer.readers.stac_build import read_sentinel2_l2a_product, read_xml
+from atomizer.simulate.api import BandRasters, atoms_from_planes, simulated_band
+from atomizer.simulate.spatial import aggregate
 
 #: Sentinel-2 L2A scene classification classes (ESA L2A product specification).
 SCL_CLASSES: dict[int, str] = {
@@ -58,8 +63,6 @@ SCL_CLASSES: dict[int, str] = {
 #: SCL values that mean no data (0) or saturated / defective (1).
 SCL_INVALID = (0, 1)
 S2_TILE_GSD_M = 60.0
-#: BigEarthNet v1 reflectance = DN * this (processing baselines before 04.00 have no offset).
-BIGEARTHNET_SCALE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -110,16 +113,6 @@ class ChipSet:
         }
 
 
-def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
-    """Mean over ``factor x factor`` blocks of the last two axes (sizes must be multiples)."""
-    if factor == 1:
-        return array.astype(np.float64)
-    *lead, h, w = array.shape
-    if h % factor or w % factor:
-        raise ConfigError(f"a {h}x{w} raster cannot be aggregated by {factor}; pick a divisor")
-    return array.reshape(*lead, h // factor, factor, w // factor, factor).mean(axis=(-3, -1))
-
-
 # --- Sentinel-2 tile ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class S2TileInfo:
@@ -130,74 +123,65 @@ class S2TileInfo:
     scl_file: Path
 
 
-def _xml_float(root: ET.Element, tag: str) -> float | None:
+def _xml_float(root: ET.Element, tag: str, path: Path) -> float | None:
     el = root.find(f".//{tag}")
-    return float(el.text) if el is not None and el.text else None
+    if el is None or not el.text:
+        return None
+    try:
+        return float(el.text)
+    except ValueError:
+        raise ReaderError(f"{path}: {tag} is {el.text!r}, not a number") from None
 
 
 def read_s2_tile_info(folder: Path) -> S2TileInfo:
-    """Band files and tile-level metadata of a Sentinel-2 L2A tile folder (``*_60m.jp2``)."""
-    band_files: dict[str, Path] = {}
-    scl = None
-    for p in sorted(folder.glob("*_60m.jp2")):
-        m = re.search(r"_(B\d[\dA]|SCL)_60m\.jp2$", p.name)
-        if not m:
-            continue
-        if m.group(1) == "SCL":
-            scl = p
-        else:
-            band_files[m.group(1)] = p
-    if scl is None or not band_files:
+    """Band files and tile-level metadata of a Sentinel-2 L2A tile folder (``*_60m.jp2``).
+
+    The product metadata (``MTD_MSIL2A.xml``: band files, spacecraft, start time, cloud cover) is
+    read by :func:`atomizer.readers.stac_build.read_sentinel2_l2a_product`; the tile metadata
+    (``MTD_TL.xml``, optional) gives the sensing time and the mean sun and viewing angles.
+    """
+    product = read_sentinel2_l2a_product(folder, resolution_m=S2_TILE_GSD_M)
+    if product.scl_file is None or not product.band_files:
         raise DatasetError(
             f"{folder}: expected *_Bxx_60m.jp2 bands and a *_SCL_60m.jp2 layer of a Sentinel-2 L2A "
             "tile; point the s2_tile source at such a folder"
         )
     date = time = None
-    sensor = None
     sun_az = sun_elev = view_zen = view_az = cloud = None
-    tl, msi = folder / "MTD_TL.xml", folder / "MTD_MSIL2A.xml"
+    tl = folder / "MTD_TL.xml"
     if tl.is_file():
-        root = ET.parse(tl).getroot()
+        root = read_xml(tl)
         el = root.find(".//SENSING_TIME")
         if el is not None:
             date, time = parse_timestamp(el.text, where=str(tl))
         sun = root.find(".//Mean_Sun_Angle")
         if sun is not None:
-            zen = _xml_float(sun, "ZENITH_ANGLE")
+            zen = _xml_float(sun, "ZENITH_ANGLE", tl)
             sun_elev = None if zen is None else 90.0 - zen
-            sun_az = _xml_float(sun, "AZIMUTH_ANGLE")
+            sun_az = _xml_float(sun, "AZIMUTH_ANGLE", tl)
         views = root.findall(".//Mean_Viewing_Incidence_Angle")
-        zs = [_xml_float(v, "ZENITH_ANGLE") for v in views]
-        azs = [_xml_float(v, "AZIMUTH_ANGLE") for v in views]
+        zs = [_xml_float(v, "ZENITH_ANGLE", tl) for v in views]
+        azs = [_xml_float(v, "AZIMUTH_ANGLE", tl) for v in views]
         zs, azs = [z for z in zs if z is not None], [a for a in azs if a is not None]
         if zs:
             view_zen = float(np.mean(zs))  # incidence zenith at the ground, ~ off-nadir angle
         if azs:
             rad = np.radians(azs)
             view_az = float(np.degrees(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean())) % 360)
-        cloud = _xml_float(root, "CLOUDY_PIXEL_PERCENTAGE")
-    if msi.is_file():
-        root = ET.parse(msi).getroot()
-        el = root.find(".//SPACECRAFT_NAME")
-        if el is not None:
-            sensor = sensor_id_from_platform(el.text)
-        if date is None:
-            el = root.find(".//PRODUCT_START_TIME")
-            if el is not None:
-                date, time = parse_timestamp(el.text, where=str(msi))
-        if cloud is None:
-            cloud = _xml_float(root, "Cloud_Coverage_Assessment")
+        cloud = _xml_float(root, "CLOUDY_PIXEL_PERCENTAGE", tl)
+    if date is None:
+        date, time = parse_timestamp(product.start_time, where=str(product.mtd_path))
     sensing = MetadataRecord(
         date=date,
         time_utc=time,
-        sensor_id=sensor,
+        sensor_id=sensor_id_from_platform(product.spacecraft),
         off_nadir_deg=view_zen,
         view_azimuth_deg=view_az,
         sun_azimuth_deg=sun_az,
         sun_elevation_deg=sun_elev,
-        cloud_cover_pct=cloud,
+        cloud_cover_pct=cloud if cloud is not None else product.cloud_cover_pct,
     )
-    return S2TileInfo(sensing=sensing, band_files=band_files, scl_file=scl)
+    return S2TileInfo(sensing=sensing, band_files=product.band_files, scl_file=product.scl_file)
 
 
 def s2_tile_chips(
@@ -267,7 +251,7 @@ def s2_tile_chips(
     for (f, r, c, cls), lon, lat in zip(picked, lons, lats, strict=True):
         w = source.chip_px * f
         window = dn[:, r * w : (r + 1) * w, c * w : (c + 1) * w]
-        arr = block_mean(window, f)
+        arr = aggregate(window, S2_TILE_GSD_M, S2_TILE_GSD_M * f, axes=(1, 2))
         gsd = S2_TILE_GSD_M * f
         record = replace(info.sensing, gsd_m=gsd, lon=float(lon), lat=float(lat))
         group = f"{folder.name}:{(r * w + w // 2) // cell}:{(c * w + w // 2) // cell}"
@@ -286,56 +270,62 @@ def s2_tile_chips(
 
 # --- BigEarthNet ----------------------------------------------------------------------------------
 def bigearthnet_patch_chip(
-    patch: Path, spec: Any, factor: int, use: str, bands: Sequence[str] | None = None
+    rasters: BandRasters,
+    record: MetadataRecord,
+    spec: Any,
+    factor: int,
+    use: str,
+    bands: Sequence[str] | None = None,
 ) -> Chip:
-    """One BigEarthNet patch, every band block-averaged by ``factor`` on its native grid."""
-    import rasterio
+    """One BigEarthNet patch, every band aggregated by ``factor`` on its native grid.
 
-    meta_files = list(patch.glob("*_labels_metadata.json"))
-    if not meta_files:
-        raise DatasetError(f"{patch}: no *_labels_metadata.json; is this a BigEarthNet-S2 patch?")
-    record = metadata_from_bigearthnet_json(meta_files[0])
+    ``rasters`` is the patch as :meth:`atomizer.data.bigearthnet.BigEarthNet.source` reads it
+    (reflectance, no data as NaN); aggregation is area-weighted and NaN-aware
+    (:func:`atomizer.simulate.spatial.aggregate`). Atoms carry ``spec``'s bands.
+    """
     spec_names = {b.name for b in spec.bands}
-    parts = []
-    finest = None
-    for tif in sorted(patch.glob("*_B*.tif")):
-        name = tif.stem.rsplit("_", 1)[-1]
-        if name not in spec_names or (bands is not None and name not in bands):
+    planes, chip_bands = [], []
+    for plane, band in zip(rasters.planes, rasters.bands, strict=True):
+        if band.name not in spec_names or (bands is not None and band.name not in bands):
             continue
-        with rasterio.open(tif) as ds:
-            dn = ds.read(1)
-            gsd = abs(ds.transform.a) * factor
-        refl = (
-            block_mean(np.where(dn == 0, np.nan, dn.astype(np.float64)), factor) * BIGEARTHNET_SCALE
-        )
-        finest = gsd if finest is None else min(finest, gsd)
-        band = spec.band(name).model_copy(update={"gsd_m": gsd})
-        sub = spec.model_copy(update={"bands": [band]})
-        parts.append(AtomSet.from_array(refl[None], sub, bands=[name], nodata=np.nan))
-    if not parts:
-        raise DatasetError(f"{patch}: no band GeoTIFF matches the bands of {spec.id}")
-    record = record.with_gsd(finest)
+        gsd = band.gsd_m * factor
+        planes.append(aggregate(plane, band.gsd_m, gsd, what=f"band {band.name}"))
+        chip_bands.append(simulated_band(spec.band(band.name), gsd))
+    name = rasters.scene.source_id
+    if not planes:
+        raise DatasetError(f"{name}: no band GeoTIFF matches the bands of {spec.id}")
+    record = record.with_gsd(min(b.gsd_m for b in chip_bands))
     scene = SceneMeta(
         sensor_id=spec.id,
         datetime=record.datetime,
         lon=record.lon,
         lat=record.lat,
-        source_id=f"{patch.name}:x{factor}",
+        source_id=f"{name}:x{factor}",
     )
-    atoms = AtomSet.concat(parts, scene=scene)
-    return Chip(atoms, record, None, patch.name, "bigearthnet", use)
+    atoms = atoms_from_planes(planes, chip_bands, scene)
+    return Chip(atoms, record, None, str(name), "bigearthnet", use)
 
 
 def bigearthnet_chips(folder: Path, source: ChipSourceConfig, host: Any) -> list[Chip]:
-    patches = sorted(p for p in folder.iterdir() if p.is_dir())
-    if not patches:
-        raise DatasetError(f"{folder}: no BigEarthNet patch folders found")
+    """Chips of every BigEarthNet-S2 v1 patch in ``folder``, one per GSD factor.
+
+    Patches are read by :class:`atomizer.data.bigearthnet.BigEarthNet`; atoms carry the bands of
+    ``source.sensor`` or of the patch's own satellite (``sentinel2a-l2a`` / ``sentinel2b-l2a``).
+    """
+    from atomizer.data.bigearthnet import BAND_NAMES, LABELS_SUFFIX, SENSOR_BY_PREFIX, BigEarthNet
+
+    # file-name order (B8A last), as the chips have always had: the augmentations draw atoms by
+    # index, so another order would change every pretraining run
+    wanted = sorted(b for b in BAND_NAMES if source.bands is None or b in source.bands)
+    dataset = BigEarthNet(folder, layout="v1", bands=wanted, host=host)
     out = []
-    for patch in patches:
-        sat = "sentinel2b-l2a" if patch.name.startswith("S2B") else "sentinel2a-l2a"
+    for i, patch in enumerate(dataset.records):
+        sat = f"{SENSOR_BY_PREFIX.get(patch.name[:3], 'sentinel2a')}-l2a"
         spec = host.sensors.get(source.sensor or sat)
+        rasters = dataset.source(i)
+        record = metadata_from_bigearthnet_json(patch.folder / f"{patch.name}{LABELS_SUFFIX}")
         for f in source.gsd_factors:
-            out.append(bigearthnet_patch_chip(patch, spec, f, source.use, source.bands))
+            out.append(bigearthnet_patch_chip(rasters, record, spec, f, source.use, source.bands))
     return out
 
 

@@ -22,9 +22,8 @@ import numpy as np
 import torch
 
 from atomizer.atoms.batch import collate_atoms
-from atomizer.errors import OutputError
 from atomizer.evaluation.probe import MeanStd, evaluate_probes
-from atomizer.io import atomic_write_text
+from atomizer.io import atomic_write_text, ensure_dir
 from atomizer.pretrain.checkpoint import save_checkpoint
 from atomizer.pretrain.chips import Chip, ChipSet, build_chips
 from atomizer.pretrain.config import PretrainConfig, resolve_data_root
@@ -36,8 +35,8 @@ from atomizer.pretrain.pretrainer import (
     extract_features,
     infer_feature_dim,
     pretrain,
-    torch_threads,
 )
+from atomizer.training.evaluate import cpu_threads
 
 MIB = 2**20
 
@@ -171,11 +170,7 @@ def run_pretraining(
     log: Callable[[str], None] | None = None,
 ) -> ComparisonReport:
     """Pretrain every method of ``config.methods``, probe, write the comparison (see module)."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    out = ensure_dir(out_dir)
     say = log or (lambda _msg: None)
     chips = chips or build_chips(config, host=host, config_dir=config_dir)
     summary = chips.summary()
@@ -190,7 +185,7 @@ def run_pretraining(
     do_probe = bool(probe_chips) and len(chips.class_names) >= 2 and bool(config.probe.methods)
     rows: list[MethodRow] = []
     cuda_memory = False
-    with torch_threads(config.threads):
+    with cpu_threads(config.threads):
         if do_probe and config.probe.baselines:
             rows.append(
                 MethodRow(

@@ -2,7 +2,8 @@
 
 Unknown keys and impossible values are rejected with one :class:`~atomizer.errors.ConfigError` line
 per problem (``FILE: key.path: what``). ``--set key.path=value`` overrides edit the raw YAML before
-validation (:func:`apply_overrides`), so a smoke run needs no second file.
+validation, exactly as for ``atomizer run`` (:func:`atomizer.training.overrides.apply_overrides`),
+so a smoke run needs no second file.
 
 Data paths are relative to ``data.root``; ``data.root`` is relative to the config file, and the
 ``ATOMIZER_SHARED_DATA`` environment variable (the shared real-data folder) replaces it when set.
@@ -10,7 +11,6 @@ Data paths are relative to ``data.root``; ``data.root`` is relative to the confi
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,13 +20,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from atomizer.errors import ConfigError
+from atomizer.evaluation.knn import KNN_KS, KNN_TEMPERATURE
+from atomizer.evaluation.probe import LINEAR_MAX_ITER
 from atomizer.pretrain.augment import AugmentConfig
 from atomizer.pretrain.losses import INIT_TEMPERATURE, SATMIPS_LAMBDA, SIMCLR_TEMPERATURE
+from atomizer.training.config import LR_REFERENCE_BATCH
+from atomizer.training.overrides import apply_overrides
 
 #: Method labels a config may list (see :func:`atomizer.pretrain.losses.parse_method_label`).
 METHOD_LABELS = ("simclr", "satmip", "satmips", "satmips-coupled", "satmips-uncoupled")
-#: The reference batch size of the learning-rate rule lr = base_lr * batch_size / 256.
-LR_REFERENCE_BATCH = 256
 SHARED_DATA_ENV = "ATOMIZER_SHARED_DATA"
 
 
@@ -95,9 +97,9 @@ class ProbeConfig(_Strict):
     methods: list[Literal["knn", "linear", "bimodal"]] = Field(
         default_factory=lambda: ["knn", "linear", "bimodal"]
     )
-    knn_k: list[int] = Field(default_factory=lambda: [1, 5, 20, 100])
-    knn_temperature: float = Field(0.07, gt=0)
-    linear_max_iter: int = Field(200, ge=1)
+    knn_k: list[int] = Field(default_factory=lambda: list(KNN_KS))
+    knn_temperature: float = Field(KNN_TEMPERATURE, gt=0)
+    linear_max_iter: int = Field(LINEAR_MAX_ITER, ge=1)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     test_fraction: float = Field(0.3, gt=0, lt=1)
     batch_size: int = Field(128, ge=1, description="Chips per feature-extraction batch.")
@@ -151,42 +153,6 @@ class PretrainConfig(_Strict):
         return self
 
 
-def _set_path(raw: dict, dotted: str, value: Any, where: str) -> None:
-    keys = dotted.split(".")
-    node = raw
-    for k in keys[:-1]:
-        if isinstance(node, list):
-            try:
-                node = node[int(k)]
-            except (ValueError, IndexError):
-                raise ConfigError(f"{where}: --set {dotted}: no list item {k!r}") from None
-            continue
-        node = node.setdefault(k, {})
-        if not isinstance(node, (dict, list)):
-            raise ConfigError(f"{where}: --set {dotted}: {k!r} is not a mapping")
-    last = keys[-1]
-    if isinstance(node, list):
-        try:
-            node[int(last)] = value
-        except (ValueError, IndexError):
-            raise ConfigError(f"{where}: --set {dotted}: no list item {last!r}") from None
-    else:
-        node[last] = value
-
-
-def apply_overrides(
-    raw: Mapping[str, Any], overrides: Sequence[str], *, where: str = "config"
-) -> dict:
-    """A copy of ``raw`` with each ``key.path=value`` applied (values parsed as YAML)."""
-    out = copy.deepcopy(dict(raw))
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"{where}: --set {item!r}: write it as key.path=value")
-        key, text = item.split("=", 1)
-        _set_path(out, key.strip(), yaml.safe_load(text), where)
-    return out
-
-
 def parse_config(raw: Mapping[str, Any], *, where: str = "<config>") -> PretrainConfig:
     """Validate a raw mapping; every problem becomes one line of a :class:`ConfigError`."""
     try:
@@ -210,7 +176,7 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Pretr
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return parse_config(apply_overrides(raw, overrides, where=str(path)), where=str(path))
+    return parse_config(apply_overrides(raw, overrides), where=str(path))
 
 
 def resolve_data_root(config: PretrainConfig, config_dir: str | os.PathLike | None) -> Path:

@@ -3,8 +3,9 @@
 :class:`SatMIPModel` holds the image encoder (any registered model with ``encode(AtomBatch) -> (S,
 D)``: the Atomizer, or the ResNet / ViT baselines), the projection heads, the metadata encoder and
 the learnable temperature that the objective needs. :func:`pretrain` trains it with AdamW (betas
-0.9 / 0.98, eps 1e-8), ``lr = base_lr * batch_size / 256``, linear warmup then cosine decay, and
-measures training time and memory (:mod:`atomizer.pretrain.memory`).
+0.9 / 0.98, eps 1e-8), ``lr = base_lr * batch_size / 256``, linear warmup then cosine decay (the
+supervised trainer's :mod:`atomizer.training.schedule`), and measures training time and memory
+(:mod:`atomizer.pretrain.memory`).
 
 Under ``torch.distributed`` (a process group already initialised by the caller) the model is wrapped
 in DistributedDataParallel, every rank takes its share of each global batch and the losses gather
@@ -13,8 +14,6 @@ embeddings across ranks (:mod:`atomizer.pretrain.losses`).
 
 from __future__ import annotations
 
-import contextlib
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from atomizer.pretrain.augment import Augmenter
 from atomizer.pretrain.chips import Chip
 from atomizer.pretrain.config import ComponentConfig, PretrainConfig
 from atomizer.pretrain.losses import (
+    INIT_TEMPERATURE,
     LearnableTemperature,
     LossParts,
     PretrainObjective,
@@ -38,6 +38,8 @@ from atomizer.pretrain.losses import (
 )
 from atomizer.pretrain.memory import MemoryReport, SavedTensorTracker, state_bytes
 from atomizer.pretrain.metadata import MetadataRecord
+from atomizer.training.evaluate import cpu_threads
+from atomizer.training.schedule import WarmupCosineSchedule, parameter_groups
 
 
 class ProjectionHead(nn.Sequential):
@@ -92,7 +94,7 @@ class SatMIPModel(nn.Module):
         metadata_encoder: nn.Module | None = None,
         embed_dim: int = 64,
         hidden_dim: int = 128,
-        init_temperature: float = 0.07,
+        init_temperature: float = INIT_TEMPERATURE,
     ) -> None:
         super().__init__()
         self.objective = objective
@@ -158,44 +160,8 @@ def build_satmip_model(
     )
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run a block with ``torch.set_num_threads(n)`` (unchanged when ``n`` is None)."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW parameter groups as in CLIP: decay weight matrices only.
-
-    Biases, norm gains, other 1-d parameters and the temperature get no weight decay.
-    """
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if p.ndim < 2 or name.startswith("temperature."):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-def lr_at(step: int, *, total_steps: int, warmup_steps: int, peak_lr: float) -> float:
-    """Linear warmup from 0 to ``peak_lr`` over ``warmup_steps``, then cosine decay to 0."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return peak_lr * (step + 1) / warmup_steps
-    span = max(total_steps - warmup_steps, 1)
-    progress = min(max(step - warmup_steps, 0) / span, 1.0)
-    return peak_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+#: Parameters spared from weight decay whatever their shape (CLIP: the temperature).
+NO_DECAY_PREFIXES = ("temperature.",)
 
 
 def make_views(
@@ -294,23 +260,26 @@ def _train(
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     optimizer = torch.optim.AdamW(
-        parameter_groups(model, opt_cfg.weight_decay),
+        parameter_groups(model, opt_cfg.weight_decay, no_decay_prefixes=NO_DECAY_PREFIXES),
         lr=opt_cfg.lr,
         betas=opt_cfg.betas,
         eps=opt_cfg.eps,
         weight_decay=opt_cfg.weight_decay,
     )
+    schedule = WarmupCosineSchedule(
+        optimizer,
+        peak_lr=opt_cfg.lr,
+        warmup_steps=round(opt_cfg.warmup_epochs * steps_per_epoch),
+        total_steps=steps_per_epoch * opt_cfg.epochs,
+    )
     augmenter = Augmenter(config.augment)
-    total_steps = steps_per_epoch * opt_cfg.epochs
-    warmup = int(round(opt_cfg.warmup_epochs * steps_per_epoch))
     tracker = SavedTensorTracker(exclude=model)
     cuda = next(model.parameters()).is_cuda
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     model.train()
-    step = 0
     elapsed = 0.0
-    with torch_threads(config.threads):
+    with cpu_threads(config.threads):
         for epoch in range(opt_cfg.epochs):
             order = np.random.default_rng([config.seed, epoch]).permutation(len(chips))
             sums: dict[str, float] = {}
@@ -318,9 +287,7 @@ def _train(
             for i in range(steps_per_epoch):
                 idx = order[i * opt_cfg.batch_size : (i + 1) * opt_cfg.batch_size][rank::world]
                 rng = np.random.default_rng([config.seed, epoch, i, rank])
-                lr = lr_at(step, total_steps=total_steps, warmup_steps=warmup, peak_lr=opt_cfg.lr)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
+                lr = schedule.lr  # the rate of this step (row["lr"]: the epoch's last)
                 wall0, cpu0 = time.perf_counter(), time.process_time()
                 views, records = make_views([chips[j] for j in idx], objective, augmenter, rng)
                 with tracker.track():
@@ -334,9 +301,9 @@ def _train(
                     )
                 result.step_wall_s.append(time.perf_counter() - wall0)
                 result.step_cpu_s.append(time.process_time() - cpu0)
+                schedule.step()
                 for k, v in parts.as_floats().items():
                     sums[k] = sums.get(k, 0.0) + v
-                step += 1
             elapsed += time.perf_counter() - start
             row = {k: v / steps_per_epoch for k, v in sums.items()}
             row.update(epoch=epoch + 1, lr=lr, time_s=elapsed)
@@ -350,7 +317,7 @@ def _train(
                 progress = f"epoch {epoch + 1}/{opt_cfg.epochs}"
                 log(f"{objective.label} {progress}: {terms} ({elapsed:.1f} s)")
     result.train_time_s = elapsed
-    result.steps = step
+    result.steps = schedule.step_count
     sb = state_bytes(model, optimizer)
     result.memory = MemoryReport(
         params=sb["params"],

@@ -1,6 +1,7 @@
 """Training: experiments as config, the resumable / DDP-aware trainer, checkpoints, the ``run`` job.
 
 - :mod:`~atomizer.training.config`: the strict experiment schema (:func:`load_config`);
+- :mod:`~atomizer.training.overrides`: ``--set KEY.PATH=VALUE`` overrides (every job's loader);
 - :mod:`~atomizer.training.trainer`: :class:`Trainer` (seeded, checkpointed, exactly resumable);
 - :mod:`~atomizer.training.checkpoint`: safetensors + JSON checkpoints, never pickle;
 - :mod:`~atomizer.training.schedule`: AdamW, linear warmup then cosine;
@@ -19,7 +20,7 @@ from typing import Any
 _EXPORTS = {
     "ExperimentConfig": "atomizer.training.config",
     "load_config": "atomizer.training.config",
-    "apply_overrides": "atomizer.training.config",
+    "apply_overrides": "atomizer.training.overrides",
     "Trainer": "atomizer.training.trainer",
     "TrainSettings": "atomizer.training.trainer",
     "TrainResult": "atomizer.training.trainer",

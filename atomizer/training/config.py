@@ -6,8 +6,9 @@ config overrides), the optimiser (AdamW, linear warmup then cosine), epochs, bat
 metrics and where to write results. Unknown keys and impossible values are rejected with one
 :class:`~atomizer.errors.ConfigError` line per problem: ``FILE:LINE: key.path: what; how to fix``.
 
-``--set key.path=value`` overrides (see :func:`apply_overrides`) edit the raw YAML before
-validation, so a smoke run of a paper-size experiment needs no second file.
+``--set key.path=value`` overrides (:func:`atomizer.training.overrides.apply_overrides`, re-exported
+here) edit the raw YAML before validation, so a smoke run of a paper-size experiment needs no
+second file.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from atomizer.data.modality import Modality
 from atomizer.errors import ConfigError
 from atomizer.evaluation.metrics import METRIC_NAMES
+from atomizer.training.overrides import (  # parse_override is re-exported for callers
+    apply_overrides,
+    key_path_text,
+    parse_override,  # noqa: F401
+)
 
 #: The reference batch size of the linear learning-rate scaling rule lr = base_lr * batch / 256.
 LR_REFERENCE_BATCH = 256
@@ -314,13 +320,6 @@ def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
     return model
 
 
-def _loc_text(loc: Sequence[Any]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
 def _message(err: Mapping[str, Any]) -> str:
     kind, loc = err["type"], tuple(err["loc"])
     if kind == "extra_forbidden":
@@ -350,57 +349,8 @@ def format_errors(exc: ValidationError, origin: str, node: yaml.Node | None) -> 
                 loc = (*base, *json.loads(loc_text))
             line = _line_of(node, loc)
             where = f"{origin}:{line}" if line is not None else origin
-            lines.append(f"{where}: {_loc_text(loc)}: {msg}")
+            lines.append(f"{where}: {key_path_text(loc)}: {msg}")
     return lines
-
-
-def parse_override(text: str) -> tuple[list[str | int], Any]:
-    """``models.0.config.width=32`` -> (["models", 0, "config", "width"], 32); values are YAML."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set {text!r}: write KEY.PATH=VALUE, e.g. --set epochs=1")
-    path: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        parsed = value
-    return path, parsed
-
-
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``data`` with each ``KEY.PATH=VALUE`` override set (list indices are integers)."""
-    out = copy.deepcopy(data)
-    for text in overrides:
-        path, value = parse_override(text)
-        node: Any = out
-        for i, part in enumerate(path[:-1]):
-            nxt = path[i + 1]
-            if isinstance(node, list):
-                if not isinstance(part, int) or part >= len(node):
-                    raise ConfigError(
-                        f"--set {text}: {_loc_text(path[:i])} has {len(node)} entries; index "
-                        f"{part!r} is out of range"
-                    )
-                node = node[part]
-            elif isinstance(node, dict):
-                if part not in node or node[part] is None:
-                    node[part] = [] if isinstance(nxt, int) else {}
-                node = node[part]
-            else:
-                raise ConfigError(f"--set {text}: {_loc_text(path[: i + 1])} is not a mapping")
-        last = path[-1]
-        if isinstance(node, list):
-            if not isinstance(last, int) or last > len(node):
-                raise ConfigError(f"--set {text}: index {last!r} is out of range")
-            if last == len(node):
-                node.append(value)
-            else:
-                node[last] = value
-        elif isinstance(node, dict):
-            node[last] = value
-        else:
-            raise ConfigError(f"--set {text}: {_loc_text(path[:-1])} is not a mapping")
-    return out
 
 
 def read_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:

@@ -1,9 +1,9 @@
 """The comparison table of ``atomizer run``: Markdown, JSON and a bar chart with error bars.
 
 Rows are models, columns the unseen test modalities plus their mean; a cell is the mean +/- the
-standard deviation over seeds (sample standard deviation, ``ddof = 1``; 0 with a single seed) of the
-experiment's main metric. The ``mean`` column averages the modalities within each seed first, then
-takes mean +/- std over seeds.
+standard deviation over seeds (:func:`atomizer.evaluation.stats.mean_std`: sample standard
+deviation, ``ddof = 1``; 0 with a single seed) of the experiment's main metric. The ``mean`` column
+averages the modalities within each seed first, then takes mean +/- std over seeds.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from atomizer import __version__
-from atomizer.io import atomic_path, atomic_write_text
+from atomizer.evaluation.stats import mean_std
+from atomizer.io import atomic_path, atomic_write_text, ensure_dir
 from atomizer.training.runner import RunResults
 
 MEAN_COLUMN = "mean"
@@ -39,11 +40,7 @@ class Cell:
 
 
 def _stats(values: list[float]) -> Cell:
-    arr = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
-    if arr.size == 0:
-        return Cell(float("nan"), float("nan"), 0)
-    std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-    return Cell(float(arr.mean()), std, int(arr.size))
+    return Cell(*mean_std(values))
 
 
 def table(
@@ -165,8 +162,7 @@ def plot(results: RunResults, path: str | Path, metric: str | None = None) -> Pa
 
 def write_report(results: RunResults, output_dir: str | Path) -> dict[str, Path]:
     """``results.md``, ``results.json`` and ``results.png`` in ``output_dir``."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(output_dir)
     md = out / RESULTS_MD
     atomic_write_text(md, markdown(results))
     js = out / RESULTS_JSON

@@ -8,6 +8,7 @@ r = ``min_lr_ratio``. The schedule's whole state is its step counter, so it seri
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -19,13 +20,21 @@ from atomizer.training.config import OptimizerConfig
 _MIN_DECAY_NDIM = 2
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two AdamW groups: weight matrices with ``weight_decay``, biases and norms without."""
+def parameter_groups(
+    model: nn.Module, weight_decay: float, *, no_decay_prefixes: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Two AdamW groups: weight matrices with ``weight_decay``, biases and norms without.
+
+    Parameters whose name starts with one of ``no_decay_prefixes`` (e.g. ``"temperature."``, a
+    learnable contrastive temperature) get no decay whatever their shape.
+    """
+    prefixes = tuple(no_decay_prefixes)
     decay, no_decay = [], []
-    for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+    for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
         if not p.requires_grad:
             continue
-        (decay if p.ndim >= _MIN_DECAY_NDIM else no_decay).append(p)
+        spared = p.ndim < _MIN_DECAY_NDIM or (bool(prefixes) and name.startswith(prefixes))
+        (no_decay if spared else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})

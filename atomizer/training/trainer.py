@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 from atomizer.atoms.batch import AtomBatch
 from atomizer.errors import CheckpointError, DatasetError, OutputError
 from atomizer.evaluation.metrics import TaskType
+from atomizer.io import ensure_dir
 from atomizer.training.batches import collate_labelled, loss_sum, make_loader, set_epoch
 from atomizer.training.checkpoint import (
     CHECKPOINT_DIR,
@@ -251,8 +252,8 @@ class Trainer:
                 restore_rng_state(mine, metas[dist.rank])
         elif resume and existing is None:
             raise CheckpointError(f"nothing to resume: {self.run_dir} holds no checkpoint")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.run_dir)
+        ensure_dir(self.checkpoint_dir)
         logger = (
             RunLogger(
                 self.run_dir, resume_step=step if resume else None, tensorboard=self.tensorboard
