@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import shared_data_path
+from conftest import needs_package, shared_data_path
 
 from atomizer.cli.main import build_cli
 from atomizer.errors import OutputError
@@ -40,7 +40,7 @@ def test_shipped_experiments_are_valid(name, tmp_path):
 
 
 def test_indian_pines_smoke_run(tmp_path):
-    pytest.importorskip("tensorly", reason="Indian Pines is read from the tensorly wheel")
+    needs_package("tensorly")  # Indian Pines is read from the tensorly wheel
     overrides = (
         "epochs=1",
         "optimizer.warmup_epochs=0",
@@ -109,8 +109,10 @@ def test_run_refuses_a_missing_dataset_before_training(tmp_path):
     )
     assert result.exit_code == 1
     assert [ln for ln in result.output.splitlines() if ln.startswith("error:")] == [
-        f"error: data.path: {tmp_path / 'none'} does not exist; "
-        "give the folder of the bigearthnet dataset"
+        (
+            f"error: data.path: {tmp_path / 'none'} does not exist; "
+            "give the folder of the bigearthnet dataset"
+        )
     ]
     assert not (tmp_path / "out").exists()
 

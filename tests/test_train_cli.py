@@ -7,15 +7,22 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
+from conftest import needs_package
 
 from atomizer.cli.main import build_cli
+from atomizer.data.modality import Modality
 from atomizer.plugins.host import PluginHost
+from atomizer.training.checkpoint import latest_checkpoint, load_checkpoint
 
-pytest.importorskip(
-    "tensorly", reason="Indian Pines is read from the tensorly wheel (atomizer[data])"
-)
+
+@pytest.fixture(autouse=True, scope="module")
+def _tensorly() -> None:
+    """Indian Pines is read from the tensorly wheel (atomizer[data]): a required dev dependency."""
+    needs_package("tensorly")
+
 
 S2_RGBN = {
     "name": "s2",
@@ -139,7 +146,9 @@ def test_evaluate_on_a_sensor_written_after_training(trained, tmp_path):
     out = json.loads(result.stdout)
     assert out["modality"] == "futuresat@25m/4px" and out["trained_on"] == ["s2"]
     assert set(out["metrics"]) == {"overall_accuracy", "f1_macro", "map_macro"}
-    assert all(0.0 <= v <= 100.0 for v in out["metrics"].values())
+    assert out["metrics"] == python_api_metrics(
+        host, trained["atomizer"], Modality(sensor="futuresat", gsd_m=25, size_px=4)
+    )
     # the same spec as a file path, with a band subset, in text form
     text = invoke(
         make_host(tmp_path),
@@ -160,6 +169,29 @@ def test_evaluate_on_a_sensor_written_after_training(trained, tmp_path):
     assert "futuresat[F1,F3]@40m/3px" in text.output and "overall_accuracy" in text.output
 
 
+def python_api_metrics(host: PluginHost, run: Path, modality) -> dict[str, float]:
+    """The checkpoint's model evaluated on ``modality``'s test split through the Python API."""
+    from atomizer.models import build_model
+    from atomizer.training.config import validate_config
+    from atomizer.training.datasets import DatasetBuilder
+    from atomizer.training.evaluate import evaluate_model
+
+    ckpt = load_checkpoint(latest_checkpoint(run))
+    cfg = validate_config(ckpt.meta["experiment"], origin="test")
+    model = build_model(ckpt.meta["model_name"], ckpt.meta["model_config"], host=host)
+    model.load_state_dict(ckpt.model_state)
+    dataset = DatasetBuilder(cfg.data, cfg.task, host=host).build(cfg.data.test_split, modality)
+    assert len(dataset) > 0
+    return evaluate_model(
+        model,
+        dataset,
+        task=cfg.task.type,
+        num_classes=cfg.task.num_classes,
+        metrics=cfg.metrics,
+        batch_size=cfg.eval_batch_size or cfg.batch_size,
+    )
+
+
 def test_evaluate_rejects_what_is_not_a_checkpoint(trained, tmp_path):
     host = make_host(tmp_path)
     junk = tmp_path / "model.safetensors"
@@ -175,7 +207,7 @@ def test_evaluate_rejects_an_incompatible_checkpoint(trained, tmp_path):
 
     run = tmp_path / "copy"
     shutil.copytree(trained["atomizer"], run)
-    record = sorted((run / "checkpoints").glob("*.json"))[-1]
+    record = max((run / "checkpoints").glob("*.json"))
     meta = json.loads(record.read_text())
     record.write_text(json.dumps({**meta, "format_version": 99, "atomizer_version": "9.0.0"}))
     result = invoke(
@@ -283,39 +315,36 @@ def test_train_into_an_unusable_output_folder_is_one_error_line(tmp_path):
     assert len(errors(result)) == 1 and f"cannot create folder {out}" in errors(result)[0]
 
 
-def test_train_stops_and_resumes_through_the_cli(trained, tmp_path):
+#: Batches of 8 make epochs of several steps, so a checkpoint every 3 steps lands mid epoch.
+RESUME_SETTINGS = ("epochs=2", "batch_size=8", "checkpoint_every_steps=3")
+#: Stop after step 5: step 4 and 5 are lost as in a crash, the run resumes from step 3.
+STOP_AFTER_STEPS = 5
+RESUME_FROM_STEP = 3
+
+
+def test_train_stops_and_resumes_mid_epoch_through_the_cli(trained, tmp_path):
     host = make_host(tmp_path)
+    settings = [a for kv in RESUME_SETTINGS for a in ("--set", kv)]
+
+    def train(out: Path, *extra):
+        args = ["train", trained["config"], "--model", "atomizer", "--output", out]
+        result = invoke(host, [*args, *settings, "--json", *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
     out = tmp_path / "run"
-    args = [
-        "train",
-        trained["config"],
-        "--model",
-        "atomizer",
-        "--output",
-        out,
-        "--set",
-        "epochs=2",
-        "--json",
-    ]
-    stopped = invoke(host, [*args, "--stop-after-steps", 3])
-    assert stopped.exit_code == 0 and json.loads(stopped.stdout)["finished"] is False
-    resumed = invoke(host, [*args, "--resume"])
-    assert resumed.exit_code == 0, resumed.output
-    full = invoke(
-        host,
-        [
-            "train",
-            trained["config"],
-            "--model",
-            "atomizer",
-            "--output",
-            tmp_path / "full",
-            "--set",
-            "epochs=2",
-            "--json",
-        ],
-    )
-    a, b = json.loads(resumed.stdout), json.loads(full.stdout)
-    assert a["global_step"] == b["global_step"]
+    assert train(out, "--stop-after-steps", STOP_AFTER_STEPS)["finished"] is False
+    partial = load_checkpoint(latest_checkpoint(out))
+    assert partial.global_step == RESUME_FROM_STEP and not partial.meta["finished"]
+    assert partial.epoch == 0 and 0 < partial.meta["step_in_epoch"] == RESUME_FROM_STEP
+    a = train(out, "--resume")
+    b = train(tmp_path / "full")
+    assert a["finished"] and b["finished"] and a["global_step"] == b["global_step"]
+    assert b["global_step"] > 2 * RESUME_FROM_STEP  # more than 3 steps per epoch: mid-epoch resume
     keys = [k for k in b["last_epoch"] if k.startswith("val/")]
     assert keys and all(a["last_epoch"][k] == b["last_epoch"][k] for k in keys)
+    resumed = load_checkpoint(latest_checkpoint(out)).model_state
+    full = load_checkpoint(latest_checkpoint(tmp_path / "full")).model_state
+    assert resumed.keys() == full.keys() and resumed
+    for name, tensor in full.items():
+        assert torch.equal(resumed[name], tensor), name

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -56,8 +56,8 @@ def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    for k, value in a.items():
+        assert torch.equal(value, b[k]), k
 
 
 def val_columns(history):
@@ -130,69 +130,73 @@ def test_evaluate_model_turns_off_training_mode(tmp_path):
     assert model.training
 
 
+#: The child kills itself with SIGKILL right after the checkpoint of this step (mid epoch 2).
+KILL_AT_STEP = 6
+#: 36 samples, batch 8 -> 5 steps per epoch, 3 epochs.
+TOTAL_STEPS = 15
+#: Upper bound on one child process (start-up, imports, 15 toy steps) on a busy machine.
+CHILD_TIMEOUT_S = 120
+
 _SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import os, signal, sys
     sys.path.insert(0, {tests!r})
-    import torch
     from test_trainer import make_trainer
     from pathlib import Path
-    import training_toys
-
-    class Slow(torch.utils.data.Dataset):
-        def __init__(self, inner): self.inner = inner
-        def __len__(self): return len(self.inner)
-        def __getitem__(self, i):
-            time.sleep({delay})
-            return self.inner[i]
 
     t = make_trainer(Path({run!r}))
-    t.train_set = Slow(t.train_set)
+    kill_at = {kill_at!r}
+    if kill_at is not None:  # testing hook: crash right after the checkpoint of step kill_at
+        save = t._save
+        def _save(*args):
+            path = save(*args)
+            if args[5] == kill_at:  # (model, optimizer, schedule, epoch, step_in_epoch, step, ...)
+                os.kill(os.getpid(), signal.SIGKILL)
+            return path
+        t._save = _save
     r = t.fit(resume={resume})
     print("FINISHED", r.global_step, flush=True)
     """
 )
 
 
-def _script(tmp_path: Path, run: Path, resume: bool, delay: float) -> list[str]:
+def _script(run: Path, resume: bool, kill_at: int | None = None) -> list[str]:
     code = _SCRIPT.format(
-        tests=str(Path(__file__).parent), run=str(run), resume=resume, delay=delay
+        tests=str(Path(__file__).parent), run=str(run), resume=resume, kill_at=kill_at
     )
     return [sys.executable, "-c", code]
 
 
+def _run_child(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run a child to completion (killed on timeout or failure of this test); code and stdout."""
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        out, _ = proc.communicate(timeout=CHILD_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out
+
+
 @pytest.mark.slow
 def test_killed_process_resumes_to_the_same_weights(tmp_path):
-    """A real crash: SIGKILL the training process after its step-4 checkpoint, then --resume."""
+    """A real crash: the training process is SIGKILLed after its step-6 checkpoint, then resumed."""
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(_script(tmp_path, run, False, 0.02), env=env, stdout=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = list_checkpoints(run) if run.exists() else []
-        if any(load_checkpoint(p).global_step >= 6 for p in found):
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    killed_at = load_checkpoint(latest_checkpoint(run)).global_step
-    assert killed_at < 15
-    out = subprocess.run(
-        _script(tmp_path, run, True, 0.0), env=env, capture_output=True, text=True, check=True
-    )
-    assert "FINISHED 15" in out.stdout
-    full = subprocess.run(
-        _script(tmp_path, tmp_path / "full", False, 0.0),
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "FINISHED 15" in full.stdout
+    code, out = _run_child(_script(run, False, kill_at=KILL_AT_STEP), env)
+    assert code == -signal.SIGKILL and "FINISHED" not in out
+    crashed = load_checkpoint(latest_checkpoint(run))
+    assert crashed.global_step == KILL_AT_STEP and crashed.meta["step_in_epoch"] == 1
+    assert not crashed.meta["finished"]
+    code, out = _run_child(_script(run, True), env)
+    assert code == 0 and f"FINISHED {TOTAL_STEPS}" in out
+    make_trainer(tmp_path / "full").fit()  # the uninterrupted run, in this process
     a = load_checkpoint(latest_checkpoint(run))
     b = load_checkpoint(latest_checkpoint(tmp_path / "full"))
+    assert a.meta["finished"] and a.global_step == b.global_step == TOTAL_STEPS
     assert_same_weights(a.model_state, b.model_state)
+    assert_same_weights(a.optimizer_tensors, b.optimizer_tensors)
     assert val_columns(a.meta["history"]) == val_columns(b.meta["history"])
 
 
@@ -228,7 +232,7 @@ def test_schedule_warms_up_then_decays(warmup, total, ratio, peak):
     w = min(warmup, total)
     assert lrs[:w] == pytest.approx([peak * (i + 1) / w for i in range(w)])
     after = lrs[w:]
-    assert all(b <= a + 1e-12 for a, b in zip(after, after[1:]))
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(after))
     assert all(0.0 < v <= peak + 1e-12 for v in lrs)
     assert all(ratio * peak - 1e-12 <= v for v in after)
     if after:
