@@ -192,11 +192,16 @@ def test_third_party_name_clash_is_skipped_not_fatal():
     assert "clash-free" in encoders
 
 
-def test_default_host_follows_the_environment(monkeypatch, tmp_path):
-    from atomizer.plugins.host import default_host
+def test_library_default_is_the_builtin_host_whatever_the_environment(monkeypatch, tmp_path):
+    from atomizer.plugins.host import builtin_host, sensor_spec
 
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "envsat.yaml").write_text(
+        "id: envsat\nname: E\nsources: [x]\nbands:\n"
+        "  - {name: B1, center_wavelength_nm: 560, fwhm_nm: 30, gsd_m: 5}\n"
+    )
     monkeypatch.setenv("ATOMIZER_SENSOR_PATH", str(tmp_path / "a"))
-    first = default_host()
-    assert default_host() is first
-    monkeypatch.setenv("ATOMIZER_SENSOR_PATH", str(tmp_path / "b"))
-    assert default_host() is not first
+    assert "envsat" not in builtin_host().sensors  # never read from the environment
+    assert sensor_spec("landsat8").id == "landsat8"
+    host = PluginHost(load_entrypoints=False)  # the CLI's host does read it
+    assert sensor_spec("envsat", host).id == "envsat"

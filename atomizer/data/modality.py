@@ -70,9 +70,9 @@ class Modality(BaseModel):
 
     def spec(self, host: Any = None) -> SensorSpec:
         """The sensor spec, resolved by id / alias or read from the YAML file."""
-        from atomizer.simulate.api import resolve_sensor
+        from atomizer.plugins.host import sensor_spec
 
-        return resolve_sensor(self.sensor, host)
+        return sensor_spec(self.sensor, host)
 
     def band_names(self, spec: SensorSpec) -> list[str]:
         """The modality's bands as the spec names them (checked against the spec)."""

@@ -118,7 +118,8 @@ class ComponentRegistry(Generic[T]):
 class PluginHost:
     """One plugin manager and the registries filled from its hooks.
 
-    Build one per process or per CLI invocation (:func:`default_host` caches one for library use).
+    The CLI builds one per invocation and hands it to every command; library functions take a
+    host or registry as an argument, never a hidden global one.
     """
 
     def __init__(
@@ -127,8 +128,10 @@ class PluginHost:
         load_entrypoints: bool = True,
         environ: Mapping[str, str] | None = None,
         extra_plugins: tuple[Any, ...] = (),
+        user_sensors: bool = True,
     ) -> None:
         self.environ = dict(os.environ if environ is None else environ)
+        self._user_sensors = user_sensors
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
@@ -231,71 +234,60 @@ class PluginHost:
         return registry
 
     # --- registries ---------------------------------------------------------------------------------
-    def _sensor_sources(self) -> tuple[list, list[str]]:
-        """Raw specs from every source, in order (collected once per host), and read problems."""
-        if "sensor_sources" in self._cache:
-            return self._cache["sensor_sources"]
-        from atomizer.errors import SpecError
-        from atomizer.sensors.loader import read_raw_spec
-        from atomizer.sensors.registry import raw_from_registration, spec_files_in, user_sensor_dirs
+    def _sensor_registrations(self) -> tuple[list, list]:
+        """What the ``register_sensors`` hooks handed over: ``(item, plugin)`` pairs of built-in
+        plugins, then of third-party ones (collected once per host; nothing is read yet)."""
+        if "sensor_registrations" not in self._cache:
+            builtin: list = []
+            plugins: list = []
 
-        builtin: list = []
-        plugins: list = []
-        problems: list[str] = []
+            def on_register(plugin: str, args: tuple, kwargs: dict) -> None:
+                values = (*args, *kwargs.values())
+                if len(values) != 1:
+                    raise PluginError(f"register() of register_sensors takes one item, got {len(values)}")
+                (builtin if plugin in BUILTIN_PLUGINS else plugins).append((values[0], plugin))
 
-        def on_register(plugin: str, args: tuple, kwargs: dict) -> None:
-            item = (*args, *kwargs.values())[0]
-            target = builtin if plugin in BUILTIN_PLUGINS else plugins
-            provider = "atomizer" if plugin in BUILTIN_PLUGINS else plugin
-            try:
-                raws = raw_from_registration(item, provider=provider)
-            except SpecError as exc:
-                problems.extend(exc.problems)
-                return
-            for raw in raws:
-                target.append((raw, provider))
-                self._note(plugin, "register_sensors", raw.id or raw.origin)
+            self.call_register_hook("register_sensors", on_register)
+            self._cache["sensor_registrations"] = (builtin, plugins)
+        return self._cache["sensor_registrations"]
 
-        self.call_register_hook("register_sensors", on_register)
-        user: list = []
-        for folder in user_sensor_dirs(self.environ):
-            for path in spec_files_in(folder):
-                try:
-                    user.append((read_raw_spec(path), f"user:{folder}"))
-                except SpecError as exc:
-                    problems.extend(exc.problems)
-        self._cache["sensor_sources"] = ([*builtin, *user, *plugins], problems)
-        return self._cache["sensor_sources"]
-
-    def sensor_registry(self, *, strict: bool = True):
+    def sensor_registry(self, *, strict: bool = False):
         """All sensor specs: built-ins, ``ATOMIZER_SENSOR_PATH``, the XDG folder, then plugins.
 
-        ``strict`` raises on the first bad spec; otherwise bad specs are skipped and listed in
-        ``registry.problems``.
+        A broken contribution is skipped, reported once (a :class:`PluginLoadWarning`) and listed
+        in ``registry.problems`` and in its plugin's record; ``strict`` raises on the first one
+        instead (for checking a collection of specs).
         """
         key = f"sensors:{strict}"
         if key in self._cache:
             return self._cache[key]
-        import copy
+        from atomizer.sensors.registry import build_registry, user_sensor_dirs
 
-        from atomizer.errors import SpecError
-        from atomizer.sensors.registry import SensorRegistry
-
-        raws, problems = self._sensor_sources()
-        if strict and problems:
-            raise SpecError(problems)
-        # resolution caches its result on each raw spec: give each registry its own copies
-        fresh = [(copy.copy(raw), provider) for raw, provider in raws]
-        for raw, _ in fresh:
-            raw.resolved = None
-        registry = SensorRegistry.from_raw(fresh, strict=strict)
-        registry.problems[:0] = problems
+        builtin, plugins = self._sensor_registrations()
+        folders = user_sensor_dirs(self.environ) if self._user_sensors else []
+        registry = build_registry(builtin, plugins, user_dirs=folders, strict=strict)
+        if not strict:  # the lenient registry is built once per host: note and report once
+            for spec in registry:
+                if registry.registrant(spec.id) in self.records:
+                    self._note(registry.registrant(spec.id), "register_sensors", spec.id)
+            for source, lines in registry.problems_by_provider.items():
+                if source in self.records:
+                    record, label = self.records[source], f"plugin {source!r}"
+                else:  # a folder of the user's specs
+                    folder = source.removeprefix("user:")
+                    record = self.records.setdefault(source, PluginRecord(source, "sensor-path", folder))
+                    label = f"sensor folder {folder}"
+                for line in lines:
+                    msg = f"{label}: sensor spec skipped: {line}"
+                    record.errors.append(msg)
+                    self._warn(msg)
         self._cache[key] = registry
         return registry
 
     @property
     def sensors(self):
-        return self.sensor_registry(strict=True)
+        """The sensor registry commands use: broken contributions skipped and reported once."""
+        return self.sensor_registry(strict=False)
 
     @property
     def readers(self) -> ComponentRegistry:
@@ -338,21 +330,26 @@ class PluginHost:
         return list(self.records.values())
 
 
-#: Environment variables that change what a host loads; :func:`default_host` is keyed on them.
-HOST_ENVIRONMENT = (PLUGINS_ENV, "ATOMIZER_SENSOR_PATH", "XDG_CONFIG_HOME")
+@functools.lru_cache(maxsize=1)
+def builtin_host() -> PluginHost:
+    """A host with atomizer's own sensors, readers, encoders and models only: no entry-point
+    plugins, no user sensor folders, nothing read from the environment.
 
-
-def default_host() -> PluginHost:
-    """The host library calls use when they are not handed one (the CLI always hands one).
-
-    Hosts are cached per value of :data:`HOST_ENVIRONMENT`, so changing ``ATOMIZER_SENSOR_PATH``
-    or ``ATOMIZER_PLUGINS`` in a running process is seen by the next call; pass ``host=`` to
-    control this fully.
+    Library functions use it when a caller passes no host, so their result never depends on the
+    environment; it is built once (its contents depend on the installed package alone). The CLI
+    builds its own host and passes it everywhere.
     """
-    return _host_for(tuple(os.environ.get(name) for name in HOST_ENVIRONMENT))
+    return PluginHost(load_entrypoints=False, user_sensors=False)
 
 
-@functools.lru_cache(maxsize=4)
-def _host_for(environment: tuple[str | None, ...]) -> PluginHost:
-    del environment  # the cache key; PluginHost reads os.environ itself
-    return PluginHost()
+def host_or_builtin(host: PluginHost | None) -> PluginHost:
+    """``host``, or :func:`builtin_host` when none is given."""
+    return builtin_host() if host is None else host
+
+
+def sensor_spec(ref: Any, host: PluginHost | None = None) -> Any:
+    """:func:`atomizer.sensors.resolve_sensor` among ``host``'s sensors (the built-in ones when
+    ``host`` is None): the one call library code makes to turn a sensor reference into a spec."""
+    from atomizer.sensors.resolve import resolve_sensor
+
+    return resolve_sensor(ref, host_or_builtin(host).sensors)
