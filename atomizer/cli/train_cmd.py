@@ -164,10 +164,11 @@ def evaluate_command(
     """
     from pydantic import ValidationError
 
+    from atomizer.config import render_errors
     from atomizer.data.modality import Modality
     from atomizer.errors import ConfigError
-    from atomizer.training.checkpoint import read_meta
     from atomizer.sensors.resolve import is_spec_path
+    from atomizer.training.checkpoint import read_meta
     from atomizer.training.config import apply_overrides, validate_config
     from atomizer.training.runner import evaluate_checkpoint, experiment_of
 
@@ -178,8 +179,7 @@ def evaluate_command(
             short = Modality(sensor=Path(sensor).stem, bands=band_list, gsd_m=gsd, size_px=size)
             modality = modality.model_copy(update={"name": short.label})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"--modality: {problems}") from None
+        raise ConfigError("\n".join(render_errors(exc, model=Modality, origin="--modality"))) from None
     cfg = None
     if config_path is not None:
         cfg = _load(obj, config_path, overrides)

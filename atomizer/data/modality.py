@@ -13,16 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from atomizer.config import StrictModel
 from atomizer.errors import ModalityError
 from atomizer.sensors.spec import SensorSpec
 
 
-class Modality(BaseModel):
+class Modality(StrictModel):
     """Sensor + bands + GSD + size: what a model sees (strict, frozen)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, str_strip_whitespace=True)
+    model_config = ConfigDict(strict=True)
 
     sensor: str = Field(
         min_length=1, description="Sensor spec id / alias, or a path to a YAML spec."
