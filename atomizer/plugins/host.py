@@ -9,20 +9,21 @@ that fails to import or to register is reported once (a :class:`PluginLoadWarnin
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import pluggy
 
 from atomizer.errors import AtomizerError, PluginError
+from atomizer.limits import clip_text
 from atomizer.plugins import hookspecs
+from atomizer.plugins.components import ComponentRegistry
 
 ENTRY_POINT_GROUP = "atomizer"
 PLUGINS_ENV = "ATOMIZER_PLUGINS"
@@ -36,7 +37,17 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "atomizer.pretrain.plugin",
 )
 
-T = TypeVar("T")
+#: What a third-party plugin may raise at import or in a hook without taking atomizer down: any
+#: exception, and SystemExit / KeyboardInterrupt raised by its own code (a plugin calling sys.exit()).
+PLUGIN_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    if isinstance(exc, KeyboardInterrupt):
+        return "it raised KeyboardInterrupt"
+    return clip_text(str(exc) or type(exc).__name__)
 
 
 class PluginLoadWarning(UserWarning):
@@ -52,67 +63,6 @@ class PluginRecord:
     module: str
     registered: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-
-
-class ComponentRegistry(Generic[T]):
-    """Named factories of one kind (encoders, readers, models, ...), with helpful lookup errors.
-
-    An item may be registered as an import string ``"package.module:attribute"``; it is imported on
-    first ``get`` only, so plugins stay cheap to load (no torch import just to list commands).
-    """
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._items: dict[str, T] = {}
-        self._providers: dict[str, str] = {}
-
-    def add(self, name: str, item: T, *, provider: str = "python") -> None:
-        key = name.lower()
-        if key in self._items:
-            raise PluginError(
-                f"{self.kind} {name!r} is registered by both {self._providers[key]!r} and "
-                f"{provider!r}; one of them must use another name"
-            )
-        self._items[key] = item
-        self._providers[key] = provider
-
-    def get(self, name: str) -> T:
-        key = str(name).lower()
-        if key not in self._items:
-            close = difflib.get_close_matches(key, list(self._items), n=3, cutoff=0.4)
-            hint = f"; closest: {', '.join(close)}" if close else ""
-            known = ", ".join(sorted(self._items)) or "none"
-            raise PluginError(f"unknown {self.kind} {name!r}{hint} (known: {known})")
-        item = self._items[key]
-        if isinstance(item, str) and ":" in item:
-            module_name, _, attr = item.partition(":")
-            try:
-                item = getattr(importlib.import_module(module_name), attr)
-            except (ImportError, AttributeError) as exc:
-                raise PluginError(
-                    f"{self.kind} {name!r} of plugin {self._providers[key]!r} points at {item!r}, "
-                    f"which cannot be imported: {exc}"
-                ) from None
-            self._items[key] = item
-        return item
-
-    def __getitem__(self, name: str) -> T:
-        return self.get(name)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._items))
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def names(self) -> list[str]:
-        return sorted(self._items)
-
-    def provider(self, name: str) -> str:
-        return self._providers[name.lower()]
 
 
 class PluginHost:
@@ -168,10 +118,9 @@ class PluginHost:
             try:
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must never be fatal
-                msg = f"plugin {ep.name!r} ({ep.value}) failed to load and was skipped: {exc}"
-                record.errors.append(msg)
-                self._warn(msg)
+            except PLUGIN_FAILURES as exc:  # a broken plugin must never be fatal
+                self._fail(ep.name, f"plugin {ep.name!r} ({ep.value}) failed to load and was "
+                                    f"skipped: {_reason(exc)}")
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
@@ -190,21 +139,31 @@ class PluginHost:
     ) -> None:
         """Call every implementation of ``hook_name`` with a ``register`` bound to its plugin."""
         for impl in self._ordered_impls(hook_name):
-            record = self.records.setdefault(
-                impl.plugin_name, PluginRecord(impl.plugin_name, "extra", impl.plugin_name)
-            )
 
             def register(*args: Any, _plugin: str = impl.plugin_name, **kwargs: Any) -> None:
                 on_register(_plugin, args, kwargs)
 
             try:
                 impl.function(register=register)
-            except AtomizerError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                msg = f"plugin {impl.plugin_name!r} failed in {hook_name} and was skipped: {exc}"
-                record.errors.append(msg)
-                self._warn(msg)
+            except PLUGIN_FAILURES as exc:
+                if impl.plugin_name in BUILTIN_PLUGINS and isinstance(exc, AtomizerError):
+                    raise
+                self._fail(impl.plugin_name, f"plugin {impl.plugin_name!r} failed in {hook_name} "
+                                             f"and was skipped: {_reason(exc)}")
+
+    def _fail(self, plugin: str, message: str) -> None:
+        """Record and report (once) what went wrong with ``plugin``'s contribution."""
+        record = self.records.setdefault(plugin, PluginRecord(plugin, "extra", plugin))
+        if message not in record.errors:
+            record.errors.append(message)
+            self._warn(message)
+
+    def _bad_registration(self, plugin: str, hook: str, expected: str, values: tuple) -> None:
+        got = ", ".join(clip_text(repr(v), max_chars=60) for v in values) or "nothing"
+        message = f"plugin {plugin!r} called register({got}) in {hook}; it takes {expected}; skipped"
+        if plugin in BUILTIN_PLUGINS:
+            raise PluginError(message)
+        self._fail(plugin, message)
 
     def _note(self, plugin: str, hook: str, what: str) -> None:
         rec = self.records.setdefault(plugin, PluginRecord(plugin, "extra", plugin))
@@ -213,19 +172,21 @@ class PluginHost:
     def _components(self, hook_name: str, kind: str) -> ComponentRegistry:
         if hook_name in self._cache:
             return self._cache[hook_name]
-        registry: ComponentRegistry = ComponentRegistry(kind)
+        registry: ComponentRegistry = ComponentRegistry(kind, on_failure=self._fail)
 
         def on_register(plugin: str, args: tuple, kwargs: dict) -> None:
-            name, item = (*args, *kwargs.values())[:2]
+            values = (*args, *kwargs.values())
+            if len(values) != 2 or not isinstance(values[0], str) or not values[0].strip():
+                self._bad_registration(plugin, hook_name, f"a name and a {kind}", values)
+                return
+            name, item = values
             try:
                 registry.add(name, item, provider=plugin)
             except PluginError as exc:
                 if plugin in BUILTIN_PLUGINS:
                     raise
                 # a third-party plugin must never break the built-ins: skip its clashing item
-                msg = f"plugin {plugin!r}: {exc}; its {kind} {name!r} was skipped"
-                self.records.setdefault(plugin, PluginRecord(plugin, "extra", plugin)).errors.append(msg)
-                self._warn(msg)
+                self._fail(plugin, f"plugin {plugin!r}: {exc}; its {kind} {name!r} was skipped")
                 return
             self._note(plugin, hook_name, name)
 
@@ -244,7 +205,8 @@ class PluginHost:
             def on_register(plugin: str, args: tuple, kwargs: dict) -> None:
                 values = (*args, *kwargs.values())
                 if len(values) != 1:
-                    raise PluginError(f"register() of register_sensors takes one item, got {len(values)}")
+                    self._bad_registration(plugin, "register_sensors", "one sensor spec", values)
+                    return
                 (builtin if plugin in BUILTIN_PLUGINS else plugins).append((values[0], plugin))
 
             self.call_register_hook("register_sensors", on_register)
@@ -278,9 +240,7 @@ class PluginHost:
                     record = self.records.setdefault(source, PluginRecord(source, "sensor-path", folder))
                     label = f"sensor folder {folder}"
                 for line in lines:
-                    msg = f"{label}: sensor spec skipped: {line}"
-                    record.errors.append(msg)
-                    self._warn(msg)
+                    self._fail(record.name, f"{label}: sensor spec skipped: {line}")
         self._cache[key] = registry
         return registry
 
@@ -306,19 +266,23 @@ class PluginHost:
         return self._components("register_metadata_encoders", "metadata encoder")
 
     def add_commands(self, cli: Any) -> None:
-        """Let plugins add commands to the CLI group ``cli``."""
+        """Let plugins add commands to the CLI group ``cli``; a command named like one that is
+        already there (a built-in, or an earlier plugin's) is refused and reported."""
         for impl in self._ordered_impls("register_commands"):
-            before = set(getattr(cli, "commands", {}))
+            commands = cli.commands
+            before = dict(commands)
             try:
                 impl.function(cli=cli)
-            except Exception as exc:  # noqa: BLE001
-                msg = f"plugin {impl.plugin_name!r} failed in register_commands and was skipped: {exc}"
-                self.records.setdefault(
-                    impl.plugin_name, PluginRecord(impl.plugin_name, "extra", impl.plugin_name)
-                ).errors.append(msg)
-                self._warn(msg)
-                continue
-            for name in sorted(set(getattr(cli, "commands", {})) - before):
+            except PLUGIN_FAILURES as exc:
+                self._fail(impl.plugin_name, f"plugin {impl.plugin_name!r} failed in "
+                                             f"register_commands and was skipped: {_reason(exc)}")
+            for name, command in before.items():
+                if commands.get(name) is not command:  # replaced or removed: put it back
+                    commands[name] = command
+                    self._fail(impl.plugin_name, f"plugin {impl.plugin_name!r} registered a "
+                                                 f"command {name!r}, a name already taken; its "
+                                                 "command was skipped: choose another name")
+            for name in sorted(set(commands) - set(before)):
                 self._note(impl.plugin_name, "register_commands", name)
 
     def plugins(self) -> list[PluginRecord]:

@@ -80,6 +80,13 @@ def _check_derivation_keys(raw: RawSpec) -> list[str]:
                     f"{_where(raw, (key,))}: {key}: only allowed together with "
                     "'extends: <sensor id>'"
                 )
+    if "extends" in d and "bands" in d and not (
+        isinstance(d["bands"], list) and all(isinstance(b, dict) for b in d["bands"])
+    ):
+        problems.append(
+            f"{_where(raw, ('bands',))}: bands: must be a list of band mappings (added to, or "
+            "replacing by name, the parent's bands)"
+        )
     for key in ("select_bands", "drop_bands"):
         if key in d and not (
             isinstance(d[key], list) and all(isinstance(x, str) for x in d[key])
@@ -115,7 +122,8 @@ def merge_extends(child: RawSpec, parent: dict[str, Any]) -> dict[str, Any]:
             out[key] = list(dict.fromkeys([*out[key], *value]))
             continue
         out[key] = copy.deepcopy(value)
-    bands = [dict(b) for b in out.get("bands", []) if isinstance(b, dict)]
+    parent_bands = out.get("bands")
+    bands = [dict(b) for b in parent_bands if isinstance(b, dict)] if isinstance(parent_bands, list) else []
     names = [b.get("name") for b in bands]
     problems = []
     for name in d.get("drop_bands", []) or []:

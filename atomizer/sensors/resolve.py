@@ -40,12 +40,13 @@ def resolve_extends(
     find: Callable[[str], RawSpec | None],
     known: Callable[[], Iterable[str]],
     chain: tuple[str, ...] = (),
+    top: RawSpec | None = None,
 ) -> dict[str, Any]:
     """``raw``'s data with its ``extends:`` chain merged in (cached on ``raw.resolved``).
 
     ``find(key)`` returns the raw spec whose lower-cased id or alias is ``key`` (``None`` when there
     is none); ``known()`` lists ids for the "did you mean" hint. Unknown parents and cycles are
-    :class:`SpecError` lines naming the file.
+    :class:`SpecError` lines naming the file (a cycle: the file being resolved).
     """
     if raw.resolved is not None:
         return raw.resolved
@@ -55,18 +56,19 @@ def resolve_extends(
         return raw.resolved
     key = str(parent_id).strip().lower()
     chain = chain or ((raw.id.lower(),) if raw.id else ())
+    top = top or raw
     if key in chain:
         raise SpecError(
-            f"{raw.origin}: extends: circular 'extends' chain {' -> '.join((*chain, key))}; "
+            f"{top.origin}: extends: circular 'extends' chain {' -> '.join((*chain, key))}; "
             "break the cycle",
-            source=raw.origin,
+            source=top.origin,
         )
     parent = find(key)
     if parent is None:
         close = difflib.get_close_matches(key, list(known()), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise SpecError(f"{raw.origin}: extends: unknown sensor {parent_id!r}{hint}", source=raw.origin)
-    raw.resolved = merge_extends(raw, resolve_extends(parent, find, known, (*chain, key)))
+    raw.resolved = merge_extends(raw, resolve_extends(parent, find, known, (*chain, key), top))
     return raw.resolved
 
 
