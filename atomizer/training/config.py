@@ -40,7 +40,11 @@ LR_REFERENCE_BATCH = 256
 class DataConfig(StrictModel):
     """Which dataset, where it lives, and loader options passed through to it."""
 
-    dataset: str = Field(min_length=1, description="Dataset name, e.g. indian-pines, bigearthnet.")
+    dataset: str = Field(
+        min_length=1,
+        description="A registered dataset: indian-pines, bigearthnet, eurosat, earthlib or a "
+        "plugin's (atomizer plugins lists them).",
+    )
     path: str | None = Field(
         default=None, description="Dataset root (relative paths are relative to the config file)."
     )
