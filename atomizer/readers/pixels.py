@@ -14,16 +14,14 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from atomizer.atoms.atomset import BAND_DTYPE, COORD_DTYPE, VALUE_DTYPE
 from atomizer.errors import ReaderError
 from atomizer.readers.base import BandReading, ProgressCallback
-
-if TYPE_CHECKING:
-    from atomizer.readers.raster import BandPlan
+from atomizer.readers.plan import BandPlan
 
 #: Integer raster types whose every possible value fits a lookup table (DN -> physical value).
 LUT_DTYPES = ("uint8", "int8", "uint16", "int16")

@@ -24,7 +24,7 @@ from typing import Any
 from atomizer.errors import DuplicateSensorError, SpecError, UnknownSensorError
 from atomizer.limits import clip_text
 from atomizer.sensors.loader import RawSpec, read_raw_spec, spec_to_dict, validate_raw
-from atomizer.sensors.resolve import SPEC_SUFFIXES, is_spec_path, resolve_extends
+from atomizer.sensors.resolve import is_spec_path, resolve_extends
 from atomizer.sensors.spec import SensorSpec
 
 SENSOR_PATH_ENV = "ATOMIZER_SENSOR_PATH"
