@@ -137,3 +137,27 @@ def test_sensors_never_import_plugins():
         if module.startswith("atomizer.sensors")
     }
     assert {m: d for m, d in bad.items() if d} == {}
+
+
+def test_every_lazy_import_names_something_that_exists():
+    """Imports inside functions run only when the function does: check each names a real
+    module attribute now, so a removed or renamed function cannot hide behind one."""
+    import importlib
+
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = set(map(id, _module_level(tree.body)))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or id(node) in top or node.level:
+                continue
+            if not (node.module or "").startswith("atomizer"):
+                continue
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                if not hasattr(module, alias.name):
+                    try:
+                        importlib.import_module(f"{node.module}.{alias.name}")
+                    except ModuleNotFoundError:
+                        missing.append(f"{module_name(path)}:{node.lineno}: {node.module}.{alias.name}")
+    assert missing == []
