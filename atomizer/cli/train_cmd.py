@@ -179,7 +179,8 @@ def evaluate_command(
             short = Modality(sensor=Path(sensor).stem, bands=band_list, gsd_m=gsd, size_px=size)
             modality = modality.model_copy(update={"name": short.label})
     except ValidationError as exc:
-        raise ConfigError("\n".join(render_errors(exc, model=Modality, origin="--modality"))) from None
+        lines = render_errors(exc, model=Modality, origin="--modality")
+        raise ConfigError("\n".join(lines)) from None
     cfg = None
     if config_path is not None:
         cfg = _load(obj, config_path, overrides)

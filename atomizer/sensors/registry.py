@@ -193,7 +193,8 @@ class SensorRegistry:
 
 
 def _spec_paths(item: Any) -> list[Path] | None:
-    """The YAML files a registered path, folder or package resource stands for (``None``: not a path)."""
+    """The YAML files a registered path, folder or package resource stands for (``None``: it is
+    not a path)."""
     if isinstance(item, (str, os.PathLike)):
         path = Path(item)
         return spec_files_in(path) if path.is_dir() else [path]

@@ -14,7 +14,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, Union
 
 from atomizer.errors import SpecError
-from atomizer.sensors.loader import RawSpec, merge_extends, read_raw_spec, spec_to_dict, validate_raw
+from atomizer.sensors.loader import (
+    RawSpec,
+    merge_extends,
+    read_raw_spec,
+    spec_to_dict,
+    validate_raw,
+)
 from atomizer.sensors.spec import SensorSpec
 
 #: File suffixes of a YAML sensor spec (compared case-insensitively).
@@ -73,13 +79,16 @@ def resolve_extends(
     if parent is None:
         close = difflib.get_close_matches(key, list(known()), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise SpecError(f"{raw.origin}: extends: unknown sensor {parent_id!r}{hint}", source=raw.origin)
+        raise SpecError(
+            f"{raw.origin}: extends: unknown sensor {parent_id!r}{hint}", source=raw.origin
+        )
     raw.resolved = merge_extends(raw, resolve_extends(parent, find, known, (*chain, key), top))
     return raw.resolved
 
 
 def validate_against(raw: RawSpec, registry: SensorLookup) -> SensorSpec:
-    """Validate a spec from outside the registry; its ``extends:`` may name any registered sensor."""
+    """Validate a spec from outside the registry; its ``extends:`` may name any registered
+    sensor."""
 
     def find(key: str) -> RawSpec | None:
         if key not in registry:
@@ -107,5 +116,12 @@ def resolve_sensor(ref: SensorRef, registry: SensorLookup) -> SensorSpec:
     return registry.get(os.fspath(ref) if isinstance(ref, os.PathLike) else str(ref))
 
 
-__all__ = ["SPEC_SUFFIXES", "SensorLookup", "SensorRef", "is_spec_path", "resolve_extends", "resolve_sensor",
-           "validate_against"]
+__all__ = [
+    "SPEC_SUFFIXES",
+    "SensorLookup",
+    "SensorRef",
+    "is_spec_path",
+    "resolve_extends",
+    "resolve_sensor",
+    "validate_against",
+]

@@ -319,7 +319,8 @@ def load_config(
     raw = doc.data
     if isinstance(raw, dict):
         raw = resolve_paths(raw, path.resolve().parent)
-        raw = resolve_paths(apply_overrides(raw, overrides), Path.cwd())  # lines still match the file
+        # overrides are relative to the working folder; line numbers still match the file
+        raw = resolve_paths(apply_overrides(raw, overrides), Path.cwd())
     config = validate_config(raw, doc=doc)
     if known_models is not None:
         check_model_names(config, known_models, doc=doc)
