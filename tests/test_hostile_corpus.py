@@ -1,0 +1,113 @@
+"""Hand-made hostile inputs from issue 9, each run through the real CLI: one clean error each.
+
+Every case asserts the README's promise (see tests/hostile.py): non-zero exit, no traceback,
+``error:`` lines only, no new file in the folder. Some cases also check what the message names.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hostile import expect_clean_error, make_host, write_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    return write_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    return make_host(tmp_path_factory.mktemp("host"))
+
+
+@pytest.fixture
+def item_dict(world) -> dict[str, Any]:
+    return json.loads(world["item"].read_text())
+
+
+def _write_item(folder: Path, data: Any, *, raw: str | None = None) -> Path:
+    path = folder / "bad_item.json"
+    path.write_text(raw if raw is not None else json.dumps(data))
+    return path
+
+
+def _asset(d: dict[str, Any]) -> dict[str, Any]:
+    return d["assets"]["B2"]
+
+
+# name -> (mutation of the item dict, what the error must mention)
+STAC_CASES = {
+    "array_not_object": (lambda d: [d], "JSON array, not a STAC Item"),
+    "common_name_number": (lambda d: _asset(d)["eo:bands"][0].update(common_name=5),
+                           "eo:bands[0](B2).common_name"),
+    "common_name_list": (lambda d: _asset(d)["eo:bands"][0].update(common_name=["blue"]),
+                         "eo:bands[0](B2).common_name"),
+    "roles_numbers": (lambda d: _asset(d).update(roles=[1]), "assets.B2.roles[0]"),
+    "asset_type_number": (lambda d: _asset(d).update(type=5), "assets.B2.type"),
+    "platform_number": (lambda d: d["properties"].update(platform=5), "properties.platform"),
+    "gsd_words": (lambda d: d["properties"].update(gsd="ten metres"), "properties.gsd"),
+    "gsd_absurd": (lambda d: _asset(d).update(gsd=1e-300), "assets.B2.gsd"),
+    "bad_start_datetime": (lambda d: d["properties"].update(datetime=None,
+                                                            start_datetime="2020-13-45"),
+                           "properties.start_datetime"),
+    "month_13": (lambda d: d["properties"].update(datetime="2020-13-01T00:00:00Z"),
+                 "properties.datetime"),
+    "no_date_at_all": (lambda d: d["properties"].update(datetime=None), "start_datetime"),
+    "raster_scale_huge": (lambda d: _asset(d).update({"raster:bands": [{"scale": 1e39}]}),
+                          "raster:bands[0].scale"),
+    "raster_offset_huge": (lambda d: _asset(d).update({"raster:bands": [{"offset": -1e300}]}),
+                           "raster:bands[0].offset"),
+    "assets_list": (lambda d: d.update(assets=[d["assets"]["B2"]]), "assets"),
+    "eo_bands_not_list": (lambda d: _asset(d).update({"eo:bands": {"name": "B2"}}),
+                          "eo:bands"),
+    "href_number": (lambda d: _asset(d).update(href=5), "assets.B2.href"),
+    "properties_string": (lambda d: d.update(properties="none"), "properties"),
+    "stac11_bands_wrong": (lambda d: _asset(d).update(bands=[{"eo:center_wavelength": "0.49"}]),
+                           "bands[0].eo:center_wavelength"),
+    "feature_collection": (lambda d: d.update(type="FeatureCollection"), "not 'Feature'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STAC_CASES))
+def test_malformed_stac_items(case, item_dict, world, host, tmp_path):
+    mutate, needle = STAC_CASES[case]
+    data = copy.deepcopy(item_dict)
+    replaced = mutate(data)
+    path = _write_item(tmp_path, replaced if replaced is not None else data)
+    result = expect_clean_error(host, tmp_path, "tokenize", path, "--sensor", world["spec"],
+                                "-o", tmp_path / "out.atoms", label=case)
+    assert needle in result.stderr, (case, result.stderr)
+    assert str(path) in result.stderr  # the file is named
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ('{"type": "Feature", "id": NaN}', "finite number"),
+        ("[" * 100_000 + "]" * 100_000, "ATOMIZER_MAX_NESTING_DEPTH"),
+        ("", "invalid JSON"),
+        ("\x89PNG\r\n\x1a\n\x00\x00", "invalid JSON"),
+    ],
+    ids=["nan", "deep", "empty", "binary"],
+)
+def test_unparseable_stac_items(raw, needle, world, host, tmp_path):
+    path = _write_item(tmp_path, None, raw=raw)
+    result = expect_clean_error(host, tmp_path, "tokenize", path, "--sensor", world["spec"])
+    assert needle in result.stderr
+
+
+def test_a_100000_character_item_id_is_clipped_in_messages(item_dict, host, tmp_path):
+    data = copy.deepcopy(item_dict)
+    data["id"] = "x" * 100_000
+    data["properties"]["platform"] = "nobody-flies-this"
+    for asset in data["assets"].values():
+        asset.pop("eo:bands", None)
+    path = _write_item(tmp_path, data)
+    result = expect_clean_error(host, tmp_path, "tokenize", path)
+    assert "100,000 characters" in result.stderr and len(result.stderr) < 3000
