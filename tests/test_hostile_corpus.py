@@ -111,3 +111,70 @@ def test_a_100000_character_item_id_is_clipped_in_messages(item_dict, host, tmp_
     path = _write_item(tmp_path, data)
     result = expect_clean_error(host, tmp_path, "tokenize", path)
     assert "100,000 characters" in result.stderr and len(result.stderr) < 3000
+
+
+# --- .atoms files ------------------------------------------------------------------------------
+def _atoms_file(folder: Path, *, header: Any = None, arrays: dict[str, Any] | None = None,
+                raw_header: str | None = None) -> Path:
+    """A small .atoms file, with its header or arrays replaced."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from atomizer.atoms.atomset import AtomSet, SceneMeta
+    from atomizer.atoms.io import header_of
+    from atomizer.sensors.spec import Band
+
+    band = Band(name="B4", common_name="red", center_wavelength_nm=665, fwhm_nm=30, gsd_m=10)
+    atoms = AtomSet(value=np.ones(4), band=np.zeros(4), x=np.arange(4.0) * 10, y=np.zeros(4),
+                    bands=(band,), scene=SceneMeta(sensor_id="hostsat", lon=3.0, lat=45.0))
+    tensors = {k: np.ascontiguousarray(getattr(atoms, k)) for k in ("value", "band", "x", "y")}
+    tensors.update(arrays or {})
+    h = header_of(atoms)
+    if header is not None:
+        header(h)
+    path = folder / "bad.atoms"
+    save_file(tensors, str(path), metadata={"atomizer": raw_header or json.dumps(h)})
+    return path
+
+
+ATOMS_CASES = {
+    "lon_string": (dict(header=lambda h: h["scene"].update(lon="3.0")), "scene.lon"),
+    "lat_out_of_range": (dict(header=lambda h: h["scene"].update(lat=400.0)), "scene.lat"),
+    "band_key_wrong": (dict(header=lambda h: h["bands"][0].update(gsd_m="ten")),
+                       "bands[0](B4).gsd_m"),
+    "band_extra_key": (dict(header=lambda h: h["bands"][0].update(colour="red")),
+                       "bands[0](B4).colour"),
+    "n_atoms_text": (dict(header=lambda h: h.update(n_atoms="4")), "n_atoms"),
+    "scene_missing": (dict(header=lambda h: h.pop("scene")), "scene"),
+    "datetime_garbage": (dict(header=lambda h: h["scene"].update(datetime="yesterday")),
+                         "scene.datetime"),
+    "header_nan": (dict(raw_header='{"format": "atomizer.atoms", "version": 1, "n_atoms": NaN}'),
+                   "finite number"),
+    "header_deep": (dict(raw_header="[" * 5000 + "]" * 5000), "ATOMIZER_MAX_NESTING_DEPTH"),
+    "format_huge": (dict(header=lambda h: h.update(format="x" * 100_000)), "characters"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ATOMS_CASES))
+def test_corrupt_atoms_headers_name_the_key(case, host, tmp_path):
+    kwargs, needle = ATOMS_CASES[case]
+    path = _atoms_file(tmp_path, **kwargs)
+    result = expect_clean_error(host, tmp_path, "atoms", "show", path, label=case)
+    assert needle in result.stderr and len(result.stderr) < 3000, result.stderr
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e30])
+def test_atoms_plot_refuses_atoms_at_non_finite_or_absurd_positions(bad, host, tmp_path):
+    import numpy as np
+
+    x = np.array([0.0, 10.0, bad, 30.0], dtype=np.float32)
+    path = _atoms_file(tmp_path, arrays={"x": x})
+    result = expect_clean_error(host, tmp_path, "atoms", "plot", path, "-o", tmp_path / "q.png")
+    assert "'x'" in result.stderr
+
+
+def test_a_text_file_is_not_an_atoms_file(host, tmp_path):
+    path = tmp_path / "notes.atoms"
+    path.write_text("hello\n" * 10)
+    result = expect_clean_error(host, tmp_path, "atoms", "show", path)
+    assert "not a readable .atoms file" in result.stderr
