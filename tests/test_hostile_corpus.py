@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hostile import expect_clean_error, make_host, write_world
+from hostile import expect_clean_error, make_host, run_cli, write_world
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +178,51 @@ def test_a_text_file_is_not_an_atoms_file(host, tmp_path):
     path.write_text("hello\n" * 10)
     result = expect_clean_error(host, tmp_path, "atoms", "show", path)
     assert "not a readable .atoms file" in result.stderr
+
+
+# --- rasters -----------------------------------------------------------------------------------
+def test_a_truncated_jpeg2000_is_an_error_not_an_empty_scene(host, tmp_path):
+    from conftest import shared_data_path
+
+    real = shared_data_path("s2_l2a_T29UNU_20221005_60m", "T29UNU_20221005T115411_B02_60m.jp2")
+    data = real.read_bytes()
+    src = tmp_path / "in" / "T29UNU_B02_60m.jp2"
+    src.parent.mkdir()
+    src.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    out.mkdir()
+    result = expect_clean_error(host, out, "tokenize", src, "--sensor", "sentinel2a-l2a",
+                                "-o", out / "t.atoms")
+    assert "corrupt or truncated" in result.stderr and "B02" in result.stderr
+
+
+def _sparse_tif(path: Path, side: int) -> Path:
+    import rasterio
+    from rasterio.transform import Affine
+
+    profile = dict(driver="GTiff", width=side, height=side, count=1, dtype="uint16",
+                   crs="EPSG:32631", transform=Affine(10, 0, 500_000, 0, -10, 5_000_000),
+                   tiled=True, blockxsize=512, blockysize=512, sparse_ok=True, compress="deflate")
+    with rasterio.open(path, "w", **profile):
+        pass
+    return path
+
+
+def test_a_sparse_60000_pixel_square_geotiff_is_refused_before_decoding(host, world, tmp_path):
+    src = _sparse_tif(tmp_path / "huge_B2.tif", 60_000)
+    assert src.stat().st_size < 5_000_000
+    result = expect_clean_error(host, tmp_path, "tokenize", src, "--sensor", world["spec"])
+    assert "ATOMIZER_MAX_READ_PIXELS" in result.stderr and "--window" in result.stderr
+    ok = run_cli(host, "tokenize", src, "--sensor", world["spec"], "--window", "0,0,64,64")
+    assert ok.exit_code == 0, ok.output  # a window of it is fine
+
+
+@pytest.mark.parametrize("pixel_m", [1e-9, 1e9])
+def test_an_absurd_pixel_size_in_the_geotransform_is_refused(pixel_m, host, world, tmp_path):
+    import numpy as np
+
+    from atomizer.readers.synthetic import write_geotiff
+
+    src = write_geotiff(tmp_path / "odd_B2.tif", np.ones((4, 4), np.uint16), gsd_m=pixel_m)
+    result = expect_clean_error(host, tmp_path, "tokenize", src, "--sensor", world["spec"])
+    assert "pixel size from the geotransform" in result.stderr
