@@ -226,3 +226,29 @@ def test_an_absurd_pixel_size_in_the_geotransform_is_refused(pixel_m, host, worl
     src = write_geotiff(tmp_path / "odd_B2.tif", np.ones((4, 4), np.uint16), gsd_m=pixel_m)
     result = expect_clean_error(host, tmp_path, "tokenize", src, "--sensor", world["spec"])
     assert "pixel size from the geotransform" in result.stderr
+
+
+# --- unbounded work ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("args", "needle"), [
+    (("--size", "100000"), "ATOMIZER_MAX_PATCH_PIXELS"),
+    (("--gsd", "inf"), "gsd_m"),
+    (("--gsd", "1e-300"), "outside the physical range"),
+])
+def test_evaluate_refuses_absurd_modalities_before_any_work(args, needle, host, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    result = expect_clean_error(host, tmp_path, "evaluate", run_dir, "--modality", "sentinel2a",
+                                *args)
+    assert needle in result.stderr
+
+
+def test_a_model_config_asking_terabytes_is_refused_before_allocating():
+    import time
+
+    from atomizer.errors import LimitError
+    from atomizer.models.registry import build_model
+
+    start = time.perf_counter()
+    with pytest.raises(LimitError, match="ATOMIZER_MAX_MODEL_PARAMETERS"):
+        build_model("atomizer-tiny", {"num_classes": 19, "latent_dim": 1_000_000})
+    assert time.perf_counter() - start < 30  # counted on the meta device, never allocated
