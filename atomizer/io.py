@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from atomizer.errors import OutputError
+from atomizer.limits import clip_text
 
 
 @contextlib.contextmanager
@@ -44,6 +46,90 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+#: Bytes a temporary file name adds to its target's name (``.NAME.`` + 8 random + ``.tmp``).
+TEMP_NAME_OVERHEAD = 2 + 8 + 4 + 8
+
+
+def _kind(mode: int) -> str | None:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def check_output(
+    path: str | os.PathLike,
+    *,
+    inputs: Iterable[str | os.PathLike | None] = (),
+    overwrite: bool = False,
+) -> Path:
+    """The one output guard: fail early, before any work, when writing ``path`` cannot work or
+    would destroy something.
+
+    Refused always: a folder, a device, a FIFO or socket (an atomic write would replace the node),
+    a file name longer than the file system allows, a missing or read-only folder, and any of
+    ``inputs`` (a command never writes over what it reads). Refused unless ``overwrite``: a
+    symbolic link (the write replaces the link, not its target). An existing regular file is
+    replaced, atomically.
+    """
+    path = Path(path)
+    shown = clip_text(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {shown}: folder {parent} does not exist; create it first")
+    _check_name_length(path, parent)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise OutputError(f"cannot write {shown}: {exc.strerror or exc}; choose another path") from None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        if not overwrite:
+            raise OutputError(
+                f"output {shown} is a symbolic link (to {os.readlink(path)}); writing would replace "
+                "the link: choose another path, or pass --overwrite to replace the link itself"
+            )
+    elif st is not None and (kind := _kind(st.st_mode)) is not None:
+        hint = "give a file name" if kind == "a folder" else "write to a regular file"
+        raise OutputError(f"output {shown} is {kind}; {hint}")
+    for source in inputs:
+        if source is not None and "://" not in str(source) and _same_file(path, Path(source)):
+            raise OutputError(
+                f"output {shown} is also an input ({source}); writing it would destroy the input: "
+                "choose another output path"
+            )
+    if not os.access(parent, os.W_OK) or (st is not None and not os.access(path, os.W_OK)):
+        raise OutputError(f"cannot write {shown}: permission denied; choose another path")
+    return path
+
+
+def _check_name_length(path: Path, parent: Path) -> None:
+    try:
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    size = len(os.fsencode(path.name)) + TEMP_NAME_OVERHEAD
+    if size > name_max:
+        raise OutputError(
+            f"cannot write {clip_text(path.name, max_chars=60)}: the file name is "
+            f"{len(os.fsencode(path.name)):,} bytes, and this file system allows "
+            f"{name_max - TEMP_NAME_OVERHEAD} for an output name; choose a shorter name"
+        )
 
 
 def ensure_dir(path: str | os.PathLike) -> Path:

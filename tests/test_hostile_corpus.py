@@ -252,3 +252,62 @@ def test_a_model_config_asking_terabytes_is_refused_before_allocating():
     with pytest.raises(LimitError, match="ATOMIZER_MAX_MODEL_PARAMETERS"):
         build_model("atomizer-tiny", {"num_classes": 19, "latent_dim": 1_000_000})
     assert time.perf_counter() - start < 30  # counted on the meta device, never allocated
+
+
+# --- outputs that would destroy inputs ---------------------------------------------------------
+@pytest.mark.parametrize("target", ["item", "B2", "spec"])
+def test_tokenize_never_writes_over_its_inputs(target, world, host, tmp_path):
+    import shutil
+
+    folder = tmp_path / "w"
+    shutil.copytree(world["item"].parent, folder)
+    item = folder / "item.json"
+    data = json.loads(item.read_text())
+    for key, asset in data["assets"].items():
+        asset["href"] = f"./{key}.tif"  # the copy's own rasters
+    item.write_text(json.dumps(data))
+    victim = {"item": item, "B2": folder / "B2.tif", "spec": folder / "hostsat.yaml"}[target]
+    before = victim.read_bytes()
+    result = expect_clean_error(host, folder, "tokenize", item, "--sensor", folder / "hostsat.yaml",
+                                "-o", victim, "--overwrite")
+    assert "is also an input" in result.stderr
+    assert victim.read_bytes() == before
+
+
+def test_outputs_onto_fifos_folders_and_symlinks(world, host, tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.atoms"
+    os.mkfifo(fifo)
+    result = expect_clean_error(host, tmp_path, "tokenize", world["item"], "--sensor",
+                                world["spec"], "-o", fifo)
+    assert "FIFO" in result.stderr
+    result = expect_clean_error(host, tmp_path, "tokenize", world["item"], "--sensor",
+                                world["spec"], "-o", tmp_path)
+    assert "is a folder" in result.stderr
+    kept = tmp_path / "kept.atoms"
+    kept.write_bytes(b"precious")
+    link = tmp_path / "link.atoms"
+    link.symlink_to(kept)
+    result = expect_clean_error(host, tmp_path, "tokenize", world["item"], "--sensor",
+                                world["spec"], "-o", link)
+    assert "symbolic link" in result.stderr and "--overwrite" in result.stderr
+    ok = run_cli(host, "tokenize", world["item"], "--sensor", world["spec"], "-o", link,
+                 "--overwrite")
+    assert ok.exit_code == 0, ok.output
+    assert not link.is_symlink() and kept.read_bytes() == b"precious"
+
+
+def test_atoms_plot_never_writes_over_its_input(host, tmp_path):
+    path = _atoms_file(tmp_path)
+    link = tmp_path / "same.png"
+    link.symlink_to(path)
+    before = path.read_bytes()
+    expect_clean_error(host, tmp_path, "atoms", "plot", path, "-o", link, "--overwrite")
+    assert path.read_bytes() == before
+
+
+def test_an_output_name_longer_than_the_file_system_allows(world, host, tmp_path):
+    result = expect_clean_error(host, tmp_path, "tokenize", world["item"], "--sensor",
+                                world["spec"], "-o", tmp_path / ("a" * 300 + ".atoms"))
+    assert "choose a shorter name" in result.stderr and len(result.stderr) < 500

@@ -11,7 +11,8 @@ from typing import Any
 import click
 import numpy as np
 
-from atomizer.cli.output import echo_json, ensure_writable
+from atomizer.cli.output import echo_json
+from atomizer.io import check_output
 from atomizer.errors import DatasetError, OutputError, SimulationError
 
 BUILTIN_SOURCES = ("indian-pines",)
@@ -124,6 +125,9 @@ def _write_library_csv(
     help="OUT.atoms, OUT.tif (+ OUT.json STAC item) or, for a library, OUT.csv.",
 )
 @click.option(
+    "--overwrite", is_flag=True, help="Replace the output even when it is a symbolic link."
+)
+@click.option(
     "--strict/--skip-unsupported",
     "strict",
     default=None,
@@ -139,7 +143,8 @@ def _write_library_csv(
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_obj
 def simulate(
-    obj, source, sensor, bands, gsd, source_sensor, output, strict, min_coverage, when, as_json
+    obj, source, sensor, bands, gsd, source_sensor, output, overwrite, strict, min_coverage, when,
+    as_json,
 ) -> None:
     """Simulate SENSOR from SOURCE: 'indian-pines', a .npy cube or an ENVI spectral library.
 
@@ -161,7 +166,8 @@ def simulate(
     suffix = output.suffix.lower()
     if suffix not in (*CUBE_SUFFIXES, *LIBRARY_SUFFIXES):
         raise OutputError(f"output {output}: use a .atoms, .tif or .csv file name")
-    ensure_writable(output)
+    for path in (output, output.with_suffix(".json")) if suffix in (".tif", ".tiff") else (output,):
+        check_output(path, inputs=[source, sensor, source_sensor], overwrite=overwrite)
     acquired = None
     if when is not None:
         try:
