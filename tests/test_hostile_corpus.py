@@ -311,3 +311,71 @@ def test_an_output_name_longer_than_the_file_system_allows(world, host, tmp_path
     result = expect_clean_error(host, tmp_path, "tokenize", world["item"], "--sensor",
                                 world["spec"], "-o", tmp_path / ("a" * 300 + ".atoms"))
     assert "choose a shorter name" in result.stderr and len(result.stderr) < 500
+
+
+# --- litter --------------------------------------------------------------------------------------
+_SLOW_WRITER = """
+import sys, time
+from pathlib import Path
+from atomizer.io import atomic_path
+with atomic_path(Path(sys.argv[1])) as tmp:
+    tmp.write_bytes(b"half")
+    print("writing", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_write_killed_by_a_signal_leaves_no_temporary(signame, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "out.atoms"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline().strip() == b"writing"
+        proc.send_signal(getattr(signal, signame))
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert list(tmp_path.iterdir()) == [], sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_the_next_write_removes_temporaries_of_dead_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from atomizer.io import atomic_write_text, temp_prefix
+
+    target = tmp_path / "out.json"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = tmp_path / (temp_prefix(target, int(dead.stdout)) + "abcd_123.json.tmp")
+    alive = tmp_path / (temp_prefix(target, os.getppid()) + "efgh_456.json.tmp")
+    other = tmp_path / ".other.json.1.abcd_123.json.tmp"
+    for p in (stale, alive, other):
+        p.write_bytes(b"")
+    atomic_write_text(target, "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, alive.name,
+                                                                 other.name])
+
+
+def test_a_full_disk_while_writing_is_one_error_and_no_file(world, host, tmp_path, monkeypatch):
+    import errno
+
+    import safetensors.numpy
+
+    def full_disk(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"\0" * 100)  # half a file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full_disk)
+    result = expect_clean_error(host, tmp_path, "tokenize", world["item"], "--sensor",
+                                world["spec"], "-o", tmp_path / "out.atoms")
+    assert "No space left on device" in result.stderr
