@@ -379,3 +379,37 @@ def test_a_full_disk_while_writing_is_one_error_and_no_file(world, host, tmp_pat
     result = expect_clean_error(host, tmp_path, "tokenize", world["item"], "--sensor",
                                 world["spec"], "-o", tmp_path / "out.atoms")
     assert "No space left on device" in result.stderr
+
+
+# --- errors that say what ------------------------------------------------------------------------
+def test_a_text_file_called_npy_is_not_reported_as_pickled_data(host, tmp_path):
+    src = tmp_path / "cube.npy"
+    src.write_text("this is not numpy\n")
+    result = expect_clean_error(host, tmp_path, "simulate", src, "--source-sensor", "sentinel2a",
+                                "--sensor", "landsat8", "-o", tmp_path / "out.atoms")
+    assert "not a .npy file" in result.stderr and "pickled" not in result.stderr
+
+
+def test_an_object_npy_is_refused_without_unpickling(host, tmp_path):
+    import numpy as np
+
+    src = tmp_path / "cube.npy"
+    np.save(src, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    result = expect_clean_error(host, tmp_path, "simulate", src, "--source-sensor", "sentinel2a",
+                                "--sensor", "landsat8", "-o", tmp_path / "out.atoms")
+    assert "holds object values" in result.stderr
+
+
+def test_weights_that_do_not_fit_name_the_tensor():
+    import torch
+    from torch import nn
+
+    from atomizer.training.runner import state_dict_problems
+
+    state = nn.Sequential(nn.Linear(3, 5)).state_dict()
+    with pytest.raises(RuntimeError) as info:
+        nn.Sequential(nn.Linear(3, 4)).load_state_dict(state)
+    text = state_dict_problems(info.value)
+    assert "size mismatch for 0.weight" in text and "torch.Size([5, 3])" in text
+    assert "Error(s) in loading" not in text and "\n" not in text
+    assert torch.Size([4, 3]) is not None

@@ -48,10 +48,7 @@ def _load_source(source: str, source_sensor: str | None, host: Any) -> dict[str,
     if path.suffix.lower() == ".npy":
         if source_sensor is None:
             raise SimulationError(f"{path}: a .npy source needs --source-sensor (its band table)")
-        try:
-            values = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"cannot read {path}: {exc}") from None
+        values = _read_npy(path)
         table = SpectralTable.from_spec(resolve_sensor(source_sensor, host))
         if values.ndim not in (2, 3):
             raise SimulationError(
@@ -87,6 +84,39 @@ def _load_source(source: str, source_sensor: str | None, host: Any) -> dict[str,
     raise DatasetError(
         f"{path}: unknown source type {path.suffix!r}; give a .npy cube or an ENVI library"
     )
+
+
+#: The first bytes of every .npy file (numpy's format).
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """A numeric .npy array, its size checked against the read_pixels limit before reading."""
+    from atomizer.limits import check
+
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(len(NPY_MAGIC)) != NPY_MAGIC:
+                raise DatasetError(
+                    f"{path}: not a .npy file (it does not start with numpy's magic bytes); save "
+                    "the cube with numpy.save"
+                )
+            fh.seek(0)
+            fmt = np.lib.format
+            version = fmt.read_magic(fh)
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read_header(fh)
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise DatasetError(f"{path}: corrupt .npy header ({exc})") from None
+    if dtype.kind not in "iuf" or dtype.hasobject:
+        raise DatasetError(f"{path}: holds {dtype} values; a cube holds numbers (int or float)")
+    check("read_pixels", int(np.prod(shape, dtype=np.float64)), subject=f"{path} (shape {shape})")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}; the file is truncated or corrupt") from None
 
 
 def _write_library_csv(

@@ -43,8 +43,9 @@ def get_sensor(name_or_path, host=None) -> SensorSpec:
 
 def load_spec_file(path, registry: SensorRegistry | None = None) -> SensorSpec:
     """Read and validate one YAML spec; ``extends:`` is resolved against ``registry``."""
-    from atomizer.sensors.loader import merge_extends
     from atomizer.errors import SpecError
+    from atomizer.limits import clip_text
+    from atomizer.sensors.loader import merge_extends
 
     raw = read_raw_spec(path)
     parent_id = raw.data.get("extends")
@@ -55,6 +56,9 @@ def load_spec_file(path, registry: SensorRegistry | None = None) -> SensorSpec:
 
         registry = default_host().sensor_registry(strict=False)
     if parent_id not in registry:
-        raise SpecError(f"{raw.origin}: extends: unknown sensor {parent_id!r}", source=raw.origin)
+        raise SpecError(
+            f"{raw.origin}: extends: unknown sensor {clip_text(repr(parent_id), max_chars=80)}",
+            source=raw.origin,
+        )
     parent = spec_to_dict(registry.get(parent_id))
     return validate_raw(raw, merge_extends(raw, parent))
