@@ -24,6 +24,7 @@ from torch import nn
 
 from atomizer.data.modality import Modality
 from atomizer.errors import CheckpointError, ConfigError, ModalityError, OutputError
+from atomizer.limits import clip_text
 from atomizer.training.checkpoint import latest_checkpoint, load_checkpoint, read_meta
 from atomizer.training.config import ExperimentConfig, ModelEntry, validate_config
 from atomizer.training.datasets import DatasetBuilder, modality_bands
@@ -199,10 +200,26 @@ def load_model(
     try:
         model.load_state_dict(ckpt.model_state)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{ckpt.path}: weights do not fit model {name!r}: {first}") from None
+        raise CheckpointError(
+            f"{ckpt.path}: weights do not fit model {name!r}: {state_dict_problems(exc)}"
+        ) from None
     model.to(device).eval()
     return model, {**ckpt.meta, "_path": str(ckpt.path)}
+
+
+#: Problems of a failed ``load_state_dict`` quoted in the message, at most.
+MAX_WEIGHT_PROBLEMS = 3
+
+
+def state_dict_problems(exc: RuntimeError) -> str:
+    """What does not fit, from torch's multi-line ``load_state_dict`` error: the size mismatches
+    and missing / unexpected keys themselves (not the "Error(s) in loading" heading)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines()]
+    details = [line.rstrip(". ") for line in lines if line and not line.startswith("Error(s) in")]
+    details = details or lines[:1]
+    shown = "; ".join(clip_text(d, max_chars=300) for d in details[:MAX_WEIGHT_PROBLEMS])
+    more = len(details) - MAX_WEIGHT_PROBLEMS
+    return shown + (f"; and {more} more" if more > 0 else "") + "; was it trained with this config?"
 
 
 def split_dataset(
