@@ -68,6 +68,7 @@ class DatasetBuilder:
         if name in _NEEDS_PATH and data.path is None:
             raise ConfigError(f"data.path: the {name} dataset needs the path of its folder")
         self._scene: Any = None
+        self._built: dict[str, Any] = {}
 
     def _check_options(self) -> None:
         params = inspect.signature(self.cls.__init__).parameters
@@ -91,7 +92,13 @@ class DatasetBuilder:
         return self._scene
 
     def build(self, split: str, modality: Modality | None) -> Any:
-        """The dataset of ``split`` seen through ``modality``."""
+        """The dataset of ``split`` seen through ``modality``, built once per builder."""
+        key = f"{split}:{modality.model_dump_json() if modality is not None else 'raw'}"
+        if key not in self._built:
+            self._built[key] = self._build(split, modality)
+        return self._built[key]
+
+    def _build(self, split: str, modality: Modality | None) -> Any:
         opts = dict(self.data.options)
         try:
             if self.name == "indian-pines":
