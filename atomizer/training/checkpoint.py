@@ -258,16 +258,16 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], *, origin:
     """
     expected = model.state_dict()
     problems = []
-    for name, tensor in state.items():
-        if name not in expected:
-            problems.append(f"tensor {name} {_shape(tensor)} is not in the model")
-        elif tuple(tensor.shape) != tuple(expected[name].shape):
+    for name, want in expected.items():  # in the model's order
+        if name not in state:
+            problems.append(f"the model's tensor {name} {_shape(want)} is missing from the checkpoint")
+        elif tuple(state[name].shape) != tuple(want.shape):
             problems.append(
-                f"tensor {name} has shape {_shape(tensor)} but the model expects "
-                f"{_shape(expected[name])}"
+                f"tensor {name} has shape {_shape(state[name])} but the model expects "
+                f"{_shape(want)}"
             )
-    problems += [f"the model's tensor {n} {_shape(t)} is missing from the checkpoint"
-                 for n, t in expected.items() if n not in state]
+    problems += [f"tensor {n} {_shape(t)} is not in the model"
+                 for n, t in state.items() if n not in expected]
     if problems:
         more = f" (and {len(problems) - 1} more mismatches)" if len(problems) > 1 else ""
         raise CheckpointError(
