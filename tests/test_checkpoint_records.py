@@ -1,4 +1,4 @@
-"""Checkpoint records are validated at the boundary: old versions load, hostile ones fail in one line.
+"""Checkpoint records are validated at the boundary: old versions load, hostile ones fail in a line.
 
 Fixtures in ``fixtures/checkpoint-v1`` were written by atomizer 0.1.0 (format version 1): a
 mid-epoch checkpoint of the toy trainer of ``test_trainer.py`` and a pretraining checkpoint of the
@@ -66,7 +66,8 @@ def test_a_version_1_training_checkpoint_loads_and_resumes(tmp_path):
 
     ref = read_record(V1 / "training.json")
     assert ref.record.format_version == 2 and ref.record.step_in_epoch == 2
-    assert set(ref.record.running) == {"loss_sum", "samples"} and ref.record.running["samples"] == 16
+    assert set(ref.record.running) == {"loss_sum", "samples"}
+    assert ref.record.running["samples"] == 16
     ckpt = load_checkpoint(V1 / "training.json")
     load_weights(build_toy({"drop_p": 0.2}), ckpt.model_state, origin="v1", model_name="toy")
     # resume the old run to its end with this atomizer: it continues from step 2, writes version 2
@@ -86,7 +87,8 @@ def test_a_version_1_pretraining_checkpoint_loads(tmp_path):
 
     host = PluginHost(load_entrypoints=False, environ={}, extra_plugins=(TinyPlugin(),))
     loaded = load_pretrained(V1 / "pretraining.json", host=host)
-    assert loaded.record.method == "satmips-coupled" and loaded.record.image_encoder.feature_dim == 8
+    assert loaded.record.method == "satmips-coupled"
+    assert loaded.record.image_encoder.feature_dim == 8
     assert not loaded.model.training
 
 

@@ -10,8 +10,9 @@ registered encoder and gives its parameters inline, or is ``null`` to leave the 
     location: null
     dtype: float32
 
-Unknown top-level keys are rejected; unknown encoder parameters are rejected when the encoder is
-built (with the list of parameters it accepts).
+A key that is not a built-in part names a part added by a plugin (:mod:`atomizer.encoders.parts`):
+the tokenizer accepts it when its encoder declares that part, and rejects it otherwise. Unknown
+encoder parameters are rejected when the encoder is built (with the list of parameters it accepts).
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from atomizer.encoders.parts import BUILTIN_PARTS
 from atomizer.encoders.spectral import DEFAULT_LAYOUT_NM
 from atomizer.errors import EncoderError
 
-#: The parts of a token, in the order they are concatenated.
-PART_NAMES: tuple[str, ...] = ("value", "position", "spectral", "time", "location")
+#: The built-in parts of a token, in the order they are concatenated (plugin parts follow).
+PART_NAMES: tuple[str, ...] = tuple(p.name for p in BUILTIN_PARTS)
 
 #: Paper-like defaults (Atomizer section 3.1): value and position Fourier features, the spectral
 #: Gaussian basis; time and location off. Read-only; :func:`default_config` gives a mutable copy.
@@ -74,9 +76,13 @@ class EncoderSpec(BaseModel):
 
 
 class TokenizerConfig(BaseModel):
-    """Encoders of each token part (``None`` leaves a part out) and the output dtype."""
+    """Encoders of each token part (``None`` leaves a part out) and the output dtype.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Keys besides the built-in parts and ``dtype`` are parts added by plugins (checked against the
+    encoders' declared parts when the tokenizer is built).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     value: EncoderSpec
     position: EncoderSpec | None = None
@@ -84,6 +90,25 @@ class TokenizerConfig(BaseModel):
     time: EncoderSpec | None = None
     location: EncoderSpec | None = None
     dtype: Literal["float32", "float64"] = "float32"
+
+    @model_validator(mode="after")
+    def _extra_parts_are_encoder_specs(self) -> TokenizerConfig:
+        extra = self.__pydantic_extra__ or {}
+        for key, value in extra.items():
+            try:
+                extra[key] = None if value is None else EncoderSpec.model_validate(value)
+            except ValidationError as exc:
+                first = exc.errors(include_url=False)[0]
+                where = ".".join(str(p) for p in (key, *first["loc"]))
+                raise ValueError(f"{where}: {first['msg']} (a part's encoder or null)") from None
+        return self
+
+    @property
+    def parts(self) -> dict[str, EncoderSpec | None]:
+        """Every part's encoder (``None``: left out): built-in parts first, then added ones."""
+        out: dict[str, EncoderSpec | None] = {name: getattr(self, name) for name in PART_NAMES}
+        out.update(self.__pydantic_extra__ or {})
+        return out
 
     @classmethod
     def load(cls, source: str | Path | Mapping[str, Any] | TokenizerConfig | None) -> TokenizerConfig:
@@ -129,8 +154,7 @@ class TokenizerConfig(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML-ready dict that :meth:`load` reads back into an equal config."""
         out: dict[str, Any] = {}
-        for part in PART_NAMES:
-            spec = getattr(self, part)
+        for part, spec in self.parts.items():
             out[part] = None if spec is None else {"name": spec.name, **spec.params}
         out["dtype"] = self.dtype
         return out

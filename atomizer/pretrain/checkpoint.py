@@ -19,7 +19,12 @@ import torch
 from atomizer.errors import CheckpointError
 from atomizer.pretrain.config import ComponentConfig, PretrainConfig
 from atomizer.pretrain.losses import parse_method_label
-from atomizer.pretrain.pretrainer import PretrainResult, SatMIPModel, build_satmip_model, encoder_record
+from atomizer.pretrain.pretrainer import (
+    PretrainResult,
+    SatMIPModel,
+    build_satmip_model,
+    encoder_record,
+)
 from atomizer.training import checkpoint as common
 from atomizer.training.checkpoint_record import PRETRAINING_KIND, CheckpointRecord
 
@@ -59,7 +64,8 @@ def save_checkpoint(
         data_root=data_root,
         chips=chips,
     )
-    return common.save_checkpoint(json_path.with_suffix(""), content, model_state=model.state_dict())
+    stem = json_path.with_suffix("")
+    return common.save_checkpoint(stem, content, model_state=model.state_dict())
 
 
 @dataclass

@@ -260,7 +260,9 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], *, origin:
     problems = []
     for name, want in expected.items():  # in the model's order
         if name not in state:
-            problems.append(f"the model's tensor {name} {_shape(want)} is missing from the checkpoint")
+            problems.append(
+                f"the model's tensor {name} {_shape(want)} is missing from the checkpoint"
+            )
         elif tuple(state[name].shape) != tuple(want.shape):
             problems.append(
                 f"tensor {name} has shape {_shape(state[name])} but the model expects "

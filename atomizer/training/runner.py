@@ -217,7 +217,7 @@ def load_model(
 
 
 def split_dataset(builder: DatasetBuilder, split: str, modality: Modality) -> Any:
-    """The dataset of ``split`` in ``modality`` (built once by ``builder``), its first item checked."""
+    """The dataset of ``split`` in ``modality`` (built once by ``builder``), first item checked."""
     dataset = builder.build(split, modality)
     if len(dataset) > 0:
         dataset[0]  # a modality the samples cannot provide fails here, not mid-evaluation

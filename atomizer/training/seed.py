@@ -1,8 +1,8 @@
 """The one seeding scheme: named random streams, and capture / restore of every generator.
 
 Every random number a run draws comes from a numpy seed sequence ``[seed, stream, *keys]``
-(:func:`stream_rng`, :func:`stream_seed`), where ``stream`` is a named :class:`Stream` (sample order,
-random crops, augmentation, ...) and ``keys`` say which epoch / step / sample / rank. Streams never
+(:func:`stream_rng`, :func:`stream_seed`), where ``stream`` is a named :class:`Stream` (sample
+order, random crops, augmentation, ...) and ``keys`` say which epoch / step / sample / rank. Streams never
 overlap, and each draw is a pure function of its keys, so a resumed run (or another rank) gets the
 same numbers as an uninterrupted one. The global generators (python, numpy, torch: model
 initialisation, dropout) are seeded once per run by :func:`seed_everything` from the

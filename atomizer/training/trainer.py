@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -147,7 +146,7 @@ class Trainer:
         return TrainResult(self.run_dir, out.checkpoint, out.epochs_done, out.global_step,
                            out.history, out.finished, out.model)
 
-    # --- the job the loop runs ----------------------------------------------------------------------
+    # --- the job the loop runs -------------------------------------------------------------------
     def content(self) -> CheckpointContent:
         return self._content
 
