@@ -100,7 +100,7 @@ def test_config_from_yaml_file_round_trips(tmp_path, host):
     [
         ({**ALL_PARTS, "colour": {"name": "spectral"}}, r"colour: not a token part \(built-in parts: value, position"),
         ({**ALL_PARTS, "colour": 5}, r"colour: Input should be a valid dictionary"),
-        ({"position": ALL_PARTS["position"]}, r"value: Field required"),
+        ({"position": ALL_PARTS["position"]}, r"value: required key 'value' is missing; add it"),
         ({"value": {"name": "fourier_valeu"}}, r"value: unknown encoder 'fourier_valeu'; closest: fourier_value"),
         ({"value": {"name": "fourier_value", "num_band": 3}}, r"no parameter 'num_band'; it accepts: num_bands"),
         ({"value": {"name": "fourier_value", "num_bands": 0}}, r"value: fourier_value: num_bands"),

@@ -24,9 +24,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from atomizer.config import LocatedError, StrictModel, validate_config
+from atomizer.documents import YamlDocument, read_yaml
 from atomizer.encoders.parts import BUILTIN_PARTS
 from atomizer.encoders.spectral import DEFAULT_LAYOUT_NM
 from atomizer.errors import EncoderError
@@ -75,14 +76,14 @@ class EncoderSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
-class TokenizerConfig(BaseModel):
+class TokenizerConfig(StrictModel):
     """Encoders of each token part (``None`` leaves a part out) and the output dtype.
 
     Keys besides the built-in parts and ``dtype`` are parts added by plugins (checked against the
     encoders' declared parts when the tokenizer is built).
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=True)
 
     value: EncoderSpec
     position: EncoderSpec | None = None
@@ -98,9 +99,10 @@ class TokenizerConfig(BaseModel):
             try:
                 extra[key] = None if value is None else EncoderSpec.model_validate(value)
             except ValidationError as exc:
-                first = exc.errors(include_url=False)[0]
-                where = ".".join(str(p) for p in (key, *first["loc"]))
-                raise ValueError(f"{where}: {first['msg']} (a part's encoder or null)") from None
+                raise LocatedError(
+                    [((key, *e["loc"]), f"{e['msg']} (a part's encoder, or null)")
+                     for e in exc.errors(include_url=False)]
+                ) from None
         return self
 
     @property
@@ -115,41 +117,21 @@ class TokenizerConfig(BaseModel):
         """From a YAML path, a mapping, or a config (``None``: :data:`DEFAULT_CONFIG`)."""
         if isinstance(source, TokenizerConfig):
             return source
-        origin = "tokenizer config"
+        doc: YamlDocument | None = None
         if source is None:
             data: Any = default_config()
         elif isinstance(source, Mapping):
             data = _plain(source)
         else:
-            path = Path(source)
-            origin = str(path)
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise EncoderError(f"{path}: no such tokenizer config file; check the path") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise EncoderError(f"{path}: cannot read the tokenizer config ({exc})") from None
-            except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-                raise EncoderError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+            doc = read_yaml(Path(source), what="tokenizer config file", error=EncoderError)
+            data = doc.data
             if not isinstance(data, Mapping):
                 raise EncoderError(
-                    f"{path}: a tokenizer config is a mapping of parts ({', '.join(PART_NAMES)}) "
-                    "to encoders; this file holds something else"
+                    f"{doc.origin}:1: a tokenizer config is a mapping of parts "
+                    f"({', '.join(PART_NAMES)}) to encoders; this file holds something else"
                 )
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            lines = []
-            for err in exc.errors(include_url=False):
-                loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-                if err["type"] == "extra_forbidden":
-                    msg = f"unknown key; allowed keys: {', '.join([*PART_NAMES, 'dtype'])}"
-                else:
-                    msg = err["msg"]
-                lines.append(f"{origin}: {loc}: {msg}")
-            raise EncoderError("\n".join(lines)) from None
+        return validate_config(cls, data, doc, origin=None if doc else "tokenizer config",
+                               error=EncoderError, what="tokenizer config")
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML-ready dict that :meth:`load` reads back into an equal config."""

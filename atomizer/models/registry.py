@@ -110,9 +110,8 @@ def build_model(
     configs raise :class:`~atomizer.errors.ConfigError` listing every problem; a model over the
     ``model_parameters`` limit raises :class:`~atomizer.errors.LimitError` before allocating.
     """
-    if host is None:
-        from atomizer.plugins.host import default_host
+    from atomizer.plugins.host import host_or_builtin
 
-        host = default_host()
+    host = host_or_builtin(host)  # None: atomizer's own models only, whatever the environment
     plan_model(name, config, host=host)
     return _construct(name, dict(config or {}), host)
