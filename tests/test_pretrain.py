@@ -236,6 +236,30 @@ def test_pretrain_records_history_time_and_memory(tiny_host) -> None:
         torch.testing.assert_close(a, b)
 
 
+def test_pretraining_resumes_through_the_training_core_bit_for_bit(tiny_host, tmp_path) -> None:
+    """The supervised trainer's loop: checkpoints each epoch, and a run resumed from epoch 1 of 2
+    (its augmentation streams, schedule, optimiser and RNG states restored) ends identical."""
+    from atomizer.training.checkpoint import list_checkpoints, read_record
+
+    chips, cfg = toy_chips(16), toy_config(**{"optim.epochs": 2})
+    full = pretrain(cfg, chips, method="satmips-coupled", host=tiny_host, run_dir=tmp_path / "a")
+    first = list_checkpoints(tmp_path / "a")[0]
+    record = read_record(first).record
+    assert record.kind == "satmip-pretraining" and record.epoch == 1 and not record.finished
+    folder = tmp_path / "b" / "checkpoints"
+    folder.mkdir(parents=True)
+    for suffix in (".json", ".safetensors"):
+        (folder / (first.stem + suffix)).write_bytes(first.with_suffix(suffix).read_bytes())
+    resumed = pretrain(
+        cfg, chips, method="satmips-coupled", host=tiny_host, run_dir=tmp_path / "b", resume=True
+    )
+    for a, b in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    with pytest.raises(CheckpointError, match="written with method 'satmips-coupled'"):
+        pretrain(cfg, chips, method="simclr", host=tiny_host, run_dir=tmp_path / "b", resume=True)
+
+
 def test_view_coupling_lowers_activation_memory(tiny_host) -> None:
     """Uncoupled SatMIPS holds exactly one more image-encoder pass of activations than coupled."""
     chips = toy_chips(16)
