@@ -27,6 +27,7 @@ from atomizer.data.samples import HyperspectralSample, RasterSample, SampleSourc
 from atomizer.data.transforms import apply_modality
 from atomizer.errors import DatasetError
 from atomizer.simulate.api import SimulatorCache
+from atomizer.training.seed import Stream, stream_rng
 
 __all__ = [  # the sample types live in atomizer.data.samples; importable from here as before
     "SPLITS",
@@ -109,7 +110,7 @@ class AtomDataset(ABC):
         self.epoch = int(epoch)
 
     def rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
+        return stream_rng(self.seed, Stream.SAMPLE_CROP, self.epoch, index)
 
     @abstractmethod
     def __len__(self) -> int: ...
