@@ -23,7 +23,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from atomizer.encoders.spectral import DEFAULT_LAYOUT_NM
@@ -98,16 +97,9 @@ class TokenizerConfig(BaseModel):
         else:
             path = Path(source)
             origin = str(path)
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise EncoderError(f"{path}: no such tokenizer config file; check the path") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise EncoderError(f"{path}: cannot read the tokenizer config ({exc})") from None
-            except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-                raise EncoderError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+            from atomizer.documents import read_yaml
+
+            data = read_yaml(path, what="tokenizer config file", error=EncoderError).data
             if not isinstance(data, Mapping):
                 raise EncoderError(
                     f"{path}: a tokenizer config is a mapping of parts ({', '.join(PART_NAMES)}) "

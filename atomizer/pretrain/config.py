@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from atomizer.errors import ConfigError
@@ -167,13 +166,10 @@ def parse_config(raw: Mapping[str, Any], *, where: str = "<config>") -> Pretrain
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> PretrainConfig:
     """Read, override and validate a pretraining YAML file."""
+    from atomizer.documents import read_yaml
+
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(path, what="config file", error=ConfigError).data
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return parse_config(apply_overrides(raw, overrides), where=str(path))

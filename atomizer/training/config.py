@@ -355,20 +355,11 @@ def format_errors(exc: ValidationError, origin: str, node: yaml.Node | None) -> 
 
 def read_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
     """The mapping in a YAML file and its node tree (for line numbers)."""
+    from atomizer import documents
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config ({exc})") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    doc = documents.read_yaml(path, what="config file", error=ConfigError)  # bounded, one parse
+    data, node = doc.data, doc.node
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: an experiment config is a mapping (name, data, task, ...)")
     return data, node
