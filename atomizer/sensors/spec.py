@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from atomizer.config import StrictModel
 
 #: Valid centre wavelengths, in nm. Anything below is almost certainly micrometres (0.665) and
 #: anything above is outside the optical / thermal range this toolkit models.
@@ -58,11 +60,11 @@ MAX_ABS_OFFSET = 1e9
 Modality = Literal["optical", "thermal", "sar"]
 
 
-class _Strict(BaseModel):
-    # every float is finite unless a field says otherwise (allow_inf_nan=True)
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False
-    )
+class _Strict(StrictModel):
+    """The strict base of the spec models; every float is finite unless a field says otherwise
+    (``allow_inf_nan=True``)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
 
 def check_scale(v: float | None) -> float | None:
@@ -250,7 +252,7 @@ class Band(_Strict):
         return self.center_wavelength_nm + self.fwhm_nm / 2
 
 
-class StacHints(_Strict):
+class StacHints(StrictModel):
     """Values of STAC item properties that identify items of this sensor (case-insensitive)."""
 
     platform: list[str] = Field(default_factory=list)
@@ -258,10 +260,10 @@ class StacHints(_Strict):
     instruments: list[str] = Field(default_factory=list)
 
 
-class SensorSpec(_Strict):
+class SensorSpec(StrictModel):
     """A sensor: identity, provenance, STAC matching hints and its band table.
 
-    Build one from YAML through :func:`atomizer.sensors.load_spec_file` or the registry; a spec
+    Build one from YAML through :func:`atomizer.sensors.resolve_sensor` or the registry; a spec
     that ``extends:`` another is resolved by the registry before it becomes a ``SensorSpec``.
     """
 
