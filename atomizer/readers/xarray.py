@@ -38,7 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -162,9 +162,9 @@ def _resolve(
     how = "given"
     if sensor is None:
         if sensors is None:
-            from atomizer.plugins.host import default_host
+            from atomizer.plugins.host import builtin_host
 
-            sensors = default_host().sensors
+            sensors = builtin_host().sensors
         found = {k: scalar_coord(da, k) for k in IDENTITY_COORDS}
         identity = {k: v for k, v in found.items() if v is not None}
         sensor, how = detect_sensor(
@@ -202,7 +202,7 @@ def _datetime(da: Any) -> dt.datetime | None:
 def from_xarray(
     data: Any,
     *,
-    sensor: SensorSpec | str | Path | None = None,
+    sensor: SensorSpec | str | Path | Mapping[str, Any] | None = None,
     host: Any = None,
     bands: Sequence[str] | None = None,
     values: Values = "auto",
@@ -210,19 +210,19 @@ def from_xarray(
 ) -> Reading:
     """The AtomSet of a DataArray / Dataset (see the module docstring) and its read report.
 
-    :param sensor: a spec, an id or a YAML path; ``None`` detects it among ``host``'s sensors
-        (platform coordinates, or the bands' own wavelengths and widths).
+    :param sensor: a spec, an id, a YAML path or an inline spec mapping; ``None`` detects it
+        among ``host``'s sensors (the built-in ones without a host) from the platform
+        coordinates, or builds it from the bands' own wavelengths and widths.
     :param bands: for named bands, the spec bands to read (others are ignored); for numbered
         (rioxarray) bands, the spec band each array band holds, in order (``"-"`` skips one).
     :param values: ``"auto"`` (integers are DNs scaled by the spec, floats are physical),
         ``"dn"`` or ``"physical"``.
     :param source: a label for messages and the scene's source id (default: the array's ``id``).
     """
-    if isinstance(sensor, (str, Path)):
-        from atomizer.sensors import get_sensor
+    from atomizer.plugins.host import host_or_builtin, sensor_spec
 
-        sensor = get_sensor(sensor, host=host)
-    sensors = None if sensor is not None or host is None else host.sensors
+    sensor = None if sensor is None else sensor_spec(sensor, host)
+    sensors = None if sensor is not None else host_or_builtin(host).sensors
     return read_array(data, sensor=sensor, sensors=sensors, bands=bands, values=values,
                       source=source)
 
