@@ -131,6 +131,8 @@ def test_odc_stac_dataset_reads_like_the_dataarray(host):
     from_da, _ = from_xarray(da, sensor="sentinel2a-l2a", host=host, bands=["B04", "B08"])
     assert from_ds.band_names == ["B04", "B08"] and report.crs == "EPSG:32629"
     assert from_ds.same_atoms(from_da)
+    ds["nir"][0, 0] = 0.0  # the variable's own no-data value
+    assert len(from_xarray(ds, sensor="sentinel2a-l2a", host=host).atoms) == len(from_da) - 1
     assert report.reference_centre_m == (X0 + 20.0, Y0 - 15.0)
 
 
@@ -157,6 +159,7 @@ def test_rioxarray_geotiff_equals_the_geotiff_reader(host):
          ReaderError, "looks like nanometres"),
         (lambda da: da.assign_coords(x=[0.0, 10.0, 25.0, 30.0]), ReaderError, "not evenly spaced"),
         (lambda da: da.rename(band="channel"), ReaderError, "needs band, y and x"),
+        (lambda da: da.assign_coords(band=["red", "red", "nir"]), ReaderError, "red appear twice"),
     ],
 )
 def test_bad_arrays_are_one_clear_error(host, change, error, match):

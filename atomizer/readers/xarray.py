@@ -25,9 +25,11 @@ What is understood:
 - **Values**: CF ``scale_factor`` / ``add_offset`` attributes are applied; otherwise integer arrays
   are digital numbers scaled by the spec, float arrays are taken as physical values (stackstac
   rescales by default); ``values="dn"`` / ``"physical"`` decides instead. NaN and the no-data
-  values (``_FillValue``, ``nodata``, ``rio`` no-data, the spec band's) never become atoms.
-- **Scene**: ``time`` gives the datetime, ``id`` the source id, the CRS (``crs`` attribute,
-  ``spatial_ref`` / ``epsg`` coordinate, or rioxarray's) the footprint centre's lon/lat.
+  values (``_FillValue``, ``nodata`` or ``missing_value`` attributes of the array or of each
+  Dataset variable; the spec band's for DNs) never become atoms.
+- **Scene**: ``time`` gives the datetime, ``id`` the source id, the CRS (``crs`` attribute, or
+  the ``spatial_ref`` coordinate rioxarray and odc-stac write, or stackstac's ``epsg``) the
+  footprint centre's lon/lat.
 
 The ``xarray`` reader registered through ``register_readers`` opens ``.nc`` files with
 :func:`xarray.open_dataset` and reads them through :func:`from_xarray`.
@@ -154,10 +156,13 @@ def _resolve(
             len(infos), _descriptions(da), sensor, bands=bands, filename=label
         )
         return sensor, "given", [(i - 1, b, how) for i, b, how in mapping], []
+    keys = [ib.name or str(ib.index) for ib in infos]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ReaderError(f"{label}: band(s) {', '.join(twice)} appear twice; keep one of each")
     assets = [
-        AssetInfo(key=ib.name or str(ib.index), href=label, media_type=ARRAY_MEDIA_TYPE,
-                  bands=(ib,))
-        for ib in infos
+        AssetInfo(key=key, href=label, media_type=ARRAY_MEDIA_TYPE, bands=(ib,))
+        for key, ib in zip(keys, infos)
     ]
     how = "given"
     if sensor is None:
