@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
 import torch
 from training_toys import BANDS, ToyAtomDataset
 
-from atomizer.atoms import collate_atoms
+from atomizer.atoms import AtomSet, SceneMeta, collate_atoms
 from atomizer.models.export import ExportError, export_onnx, export_program, graph_inputs
 from atomizer.models.registry import build_model
 
@@ -15,11 +17,18 @@ ATOL = 1e-5
 
 
 def atom_sets(n: int, *, seed: int = 0, bands=BANDS):
-    """``n`` toy AtomSets of different sizes (3 x 3 pixels, cut to 3..27 atoms)."""
+    """``n`` dated and placed toy AtomSets of 3 x 3 pixels, cut to different sizes."""
     data = ToyAtomDataset(n, size=3, seed=seed, bands=bands)
     rng = np.random.default_rng(seed)
-    sets = [data[i][0] for i in range(n)]
-    return [a.take(np.arange(int(rng.integers(3, len(a) + 1)))) for a in sets]
+    out = []
+    for i in range(n):
+        whole = data[i][0]
+        atoms = whole.take(np.arange(int(rng.integers(3, len(whole) + 1))))
+        when = dt.datetime(2020, 1, 1) + dt.timedelta(days=int(rng.integers(0, 1000)))
+        scene = SceneMeta(sensor_id="toy", datetime=when, lon=float(rng.uniform(-180, 180)),
+                          lat=float(rng.uniform(-80, 80)))
+        out.append(AtomSet(atoms.value, atoms.band, atoms.x, atoms.y, atoms.bands, scene))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +38,15 @@ def exported(tmp_path_factory):
     xdg = tmp_path_factory.mktemp("xdg")
     host = PluginHost(load_entrypoints=False, environ={"XDG_CONFIG_HOME": str(xdg)})
     torch.manual_seed(0)
-    model = build_model("atomizer-tiny", {"num_classes": 4, "num_blocks": 2}, host=host)
+    tokenizer = {  # every token part, per-sample time and location included
+        "value": {"name": "fourier_value", "num_bands": 4},
+        "position": {"name": "position", "num_bands": 4},
+        "spectral": {"name": "spectral"},
+        "time": {"name": "time"},
+        "location": {"name": "location"},
+    }
+    config = {"num_classes": 4, "num_blocks": 2, "tokenizer": tokenizer}
+    model = build_model("atomizer-tiny", config, host=host)
     example = graph_inputs(model, collate_atoms(atom_sets(3)))
     return model, export_program(model, example), export_program(model, example, output="embedding")
 
@@ -55,7 +72,8 @@ def test_exported_program_equals_the_eager_model(exported, case):
     logits = program.module()(inputs)
     assert logits.shape == (len(sets), 4)
     torch.testing.assert_close(logits, eager_logits, atol=ATOL, rtol=0)
-    torch.testing.assert_close(embedding_program.module()(inputs), eager_embedding, atol=ATOL, rtol=0)
+    embedding = embedding_program.module()(inputs)
+    torch.testing.assert_close(embedding, eager_embedding, atol=ATOL, rtol=0)
 
 
 def test_onnx_file_checks_and_runs_like_the_eager_model(exported, tmp_path):
