@@ -189,5 +189,8 @@ def test_unknown_plugin_dataset_is_one_error_line(tmp_path):
     result = invoke(host, ["train", path, "--output", tmp_path / "run"])
     lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
     assert result.exit_code != 0 and len(lines) == 1, result.output
-    assert "toy-patches" in lines[0] and "Traceback" not in result.output
+    assert lines[0] == (
+        f"error: {path}:3: data.dataset: unknown dataset 'toy-patch'; did you mean 'toy-patches'?"
+    )
+    assert "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
