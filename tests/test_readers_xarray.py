@@ -239,3 +239,8 @@ def test_tokenize_reads_a_netcdf_file(host, tmp_path):
     assert report["reader"] == "xarray" and report["n_atoms"] == 36 and out.exists()
     bad = CliRunner().invoke(build_cli(host), ["tokenize", str(path), "--window", "0,0,1,1"])
     assert bad.exit_code != 0 and "crop it with xarray" in bad.output
+    corrupt = tmp_path / "corrupt.nc"
+    corrupt.write_bytes(b"CDF\x01" + b"\x00" * 7)
+    bad = CliRunner().invoke(build_cli(host), ["tokenize", str(corrupt), "--sensor", "landsat8"])
+    lines = [ln for ln in bad.output.splitlines() if ln.startswith("error:")]
+    assert bad.exit_code != 0 and len(lines) == 1 and "xarray cannot open it" in lines[0]

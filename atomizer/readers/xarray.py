@@ -383,15 +383,14 @@ class XarrayReader:
         if not Path(label).is_file():
             raise ReaderError(f"{label}: no such file")
         try:
-            with xr.open_dataset(label, decode_coords="all") as ds:
-                data = ds.load()
+            ds = xr.open_dataset(label, decode_coords="all")  # lazy: bands load one at a time
         except (OSError, ValueError) as exc:
             raise ReaderError(
                 f"{label}: xarray cannot open it ({exc}); it must be a netCDF file "
                 "(netCDF-4 needs the h5netcdf or netCDF4 package)"
             ) from None
-        if len(data.data_vars) == 1:
-            data = next(iter(data.data_vars.values()))
-        return read_array(
-            data, sensor=sensor, sensors=sensors, bands=options.bands, source=Path(label).name
-        )
+        with ds:
+            data = next(iter(ds.data_vars.values())) if len(ds.data_vars) == 1 else ds
+            return read_array(
+                data, sensor=sensor, sensors=sensors, bands=options.bands, source=Path(label).name
+            )
