@@ -8,22 +8,14 @@ model's own weights and modules (:class:`InferenceGraph` wraps a trained model; 
 The graph starts at the token parts. :meth:`Tokenizer.parts <atomizer.encoders.Tokenizer.parts>`
 has no trainable weights; it reads band and scene metadata (Python objects: band tables, dates)
 and de-duplicates coordinates (a shape that depends on the data), so it stays outside the graph:
-:func:`graph_inputs` computes it for an :class:`~atomizer.atoms.AtomBatch`. The graph's inputs
-are those parts, by name (shapes: ``S`` samples, ``N`` atoms, ``B`` bands, ``Ux`` / ``Uy`` unique
-coordinates; every one of them is dynamic):
+:func:`graph_inputs` computes it for an :class:`~atomizer.atoms.AtomBatch` and names its tensors
+(``S`` samples, ``N`` atoms; every size is dynamic):
 
-==============  =============  ============================================================
-input           shape          what
-==============  =============  ============================================================
-``value``       (S, N, Dv)     value features of every atom
-``mask``        (S, N) bool    True for real atoms (padded batches of any atom count)
-``band``        (S, N) int64   row of ``spectral`` of every atom
-``spectral``    (B, Ds)        spectral features of the batch's band table
-``position_x``  (Ux, Dp)       position features of each unique x (``x_index`` (S, N))
-``position_y``  (Uy, Dp)       position features of each unique y (``y_index`` (S, N))
-``time``        (S, Dt)        per-sample time features (when the tokenizer has them)
-``location``    (S, Dl)        per-sample location features (idem)
-==============  =============  ============================================================
+- ``mask`` ``(S, N)`` bool: True for real atoms (padded batches of any size);
+- a per-atom factor ``NAME`` ``(S, N, D)`` (``value``);
+- a per-row factor: its table ``NAME`` ``(R, D)`` and each atom's row ``NAME_index`` ``(S, N)``
+  (``spectral``: one row per band; ``position_x`` / ``position_y``: per unique x / y);
+- a per-sample factor ``NAME`` ``(S, D)`` (``time``, ``location``, when the tokenizer has them).
 
 The output is ``logits`` ``(S, num_classes)`` (or ``embedding`` ``(S, latent_dim)``).
 
@@ -48,19 +40,8 @@ from atomizer.encoders import TokenParts
 from atomizer.errors import AtomizerError
 from atomizer.models.perceiver import DenseAtomSource
 
-#: Graph inputs, in this order (parts the tokenizer does not produce are left out).
-PART_INPUTS: tuple[str, ...] = (
-    "value",
-    "mask",
-    "band",
-    "spectral",
-    "position_x",
-    "x_index",
-    "position_y",
-    "y_index",
-    "time",
-    "location",
-)
+#: Suffix of the input holding each atom's row of a per-row factor's table.
+INDEX_SUFFIX = "_index"
 Output = Literal["logits", "embedding"]
 
 
@@ -108,7 +89,7 @@ class InferenceGraph(nn.Module):
 
     def forward(self, parts: dict[str, Tensor]) -> Tensor:
         model = self.model
-        token_parts = TokenParts(**parts, dims=model.tokenizer.dims)
+        token_parts = token_parts_of(parts, model.tokenizer.factor_dims)
         from atomizer.models.atomizer_model import factors_from_parts
 
         embeddings = model.projection.embed(factors_from_parts(token_parts))
@@ -126,11 +107,32 @@ class InferenceGraph(nn.Module):
 
 
 def graph_inputs(model: nn.Module, batch: AtomBatch) -> dict[str, Tensor]:
-    """The graph's inputs for ``batch``: the model's token parts, by name (see the module doc)."""
+    """The graph's inputs for ``batch``: the model's token parts, named (see the module doc)."""
     _check_model(model)
     with torch.no_grad():
         parts = model.tokenizer.parts(batch)
-    return {n: getattr(parts, n) for n in PART_INPUTS if getattr(parts, n) is not None}
+    inputs = {"mask": parts.mask}
+    for name in parts.dims:  # token order
+        if name in parts.per_row:
+            inputs[name], inputs[name + INDEX_SUFFIX] = parts.per_row[name]
+        elif name in parts.per_atom:
+            inputs[name] = parts.per_atom[name]
+        else:
+            inputs[name] = parts.per_sample[name]
+    return inputs
+
+
+def token_parts_of(inputs: Mapping[str, Tensor], factor_dims: Mapping[str, int]) -> TokenParts:
+    """The :class:`TokenParts` that :func:`graph_inputs` named (``factor_dims``: token order)."""
+    per_atom, per_row, per_sample = {}, {}, {}
+    for name in factor_dims:
+        if name + INDEX_SUFFIX in inputs:
+            per_row[name] = (inputs[name], inputs[name + INDEX_SUFFIX])
+        elif inputs[name].dim() == 3:
+            per_atom[name] = inputs[name]
+        else:
+            per_sample[name] = inputs[name]
+    return TokenParts(inputs["mask"], dict(factor_dims), per_atom, per_row, per_sample)
 
 
 def dynamic_shapes(inputs: Mapping[str, Tensor]) -> dict[str, dict[str, dict[int, Any]]]:
@@ -138,20 +140,15 @@ def dynamic_shapes(inputs: Mapping[str, Tensor]) -> dict[str, dict[str, dict[int
     from torch.export import Dim
 
     samples, atoms = Dim("samples", min=1), Dim("atoms", min=1)
-    per_atom = {0: samples, 1: atoms}
-    shapes: dict[str, dict[int, Any]] = {
-        "value": per_atom,
-        "mask": per_atom,
-        "band": per_atom,
-        "x_index": per_atom,
-        "y_index": per_atom,
-        "spectral": {0: Dim("bands", min=1)},
-        "position_x": {0: Dim("unique_x", min=1)},
-        "position_y": {0: Dim("unique_y", min=1)},
-        "time": {0: samples},
-        "location": {0: samples},
-    }
-    return {"parts": {n: shapes[n] for n in inputs}}
+    shapes: dict[str, dict[int, Any]] = {}
+    for name, tensor in inputs.items():
+        if name == "mask" or name.endswith(INDEX_SUFFIX) or tensor.dim() == 3:
+            shapes[name] = {0: samples, 1: atoms}
+        elif name + INDEX_SUFFIX in inputs:  # a table: its own number of rows
+            shapes[name] = {0: Dim(f"{name}_rows", min=1)}
+        else:
+            shapes[name] = {0: samples}
+    return {"parts": shapes}
 
 
 def _example(inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -194,7 +191,7 @@ def export_onnx(
     """The program of :func:`export_program` as an ONNX file at ``path``, written atomically.
 
     Converted by ``torch.onnx.export(program, dynamo=True)``; the dynamic sizes stay dynamic.
-    Input names are the part names (:data:`PART_INPUTS`), the output is named ``output`` (give
+    Input names are those of :func:`graph_inputs`, the output is named ``output`` (give
     what :func:`export_program` was given). The file is checked with
     :func:`onnx.checker.check_model` before it replaces ``path``.
     """
