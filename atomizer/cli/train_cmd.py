@@ -24,7 +24,13 @@ def _progress() -> bool:
 def _load(obj, config: str, overrides: tuple[str, ...], output: str | None = None):
     from atomizer.training.config import load_config
 
-    cfg = load_config(config, overrides, known_models=obj.host.models.names())
+    host = obj.host
+    cfg = load_config(
+        config,
+        overrides,
+        known_models=host.models.names(),
+        known_datasets=host.datasets.names(),
+    )
     if output is not None:
         cfg = cfg.model_copy(update={"output_dir": output})
     return cfg
