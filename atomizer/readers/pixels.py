@@ -99,17 +99,25 @@ def _close_after(plans: Sequence[BandPlan]) -> dict[str, int]:
 
 
 def read_pieces(
-    plans: Sequence[BandPlan], progress: ProgressCallback | None
+    plans: Sequence[BandPlan],
+    progress: ProgressCallback | None,
+    open_files: dict[str, Any] | None = None,
 ) -> tuple[list[Piece | None], list[BandReading]]:
-    """Stage 1: read every band (in its window) into a compact :class:`Piece`."""
+    """Stage 1: read every band (in its window) into a compact :class:`Piece`.
+
+    ``open_files`` (href -> open rasterio dataset): datasets to reuse and to leave open, for a
+    caller that reads many windows of one scene (the caller closes them).
+    """
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
     from rasterio.windows import Window
 
     pieces: list[Piece | None] = []
     readings: list[BandReading] = []
-    last_use = _close_after(plans)
-    open_files: dict[str, Any] = {}
+    keep_open = open_files is not None
+    last_use = {} if keep_open else _close_after(plans)
+    if open_files is None:
+        open_files = {}
     sizes = [(p.window[1] - p.window[0]) * (p.window[3] - p.window[2]) for p in plans]
     total, done = sum(sizes), 0
     try:
@@ -154,11 +162,12 @@ def read_pieces(
                 pieces.append(_reduce(plane, mask, plan, reading))
             else:
                 pieces.append(None)
-            if last_use[src.href] == i and src.href in open_files:
+            if last_use.get(src.href) == i and src.href in open_files:
                 open_files.pop(src.href).close()
     finally:
-        for ds in open_files.values():
-            ds.close()
+        if not keep_open:
+            for ds in open_files.values():
+                ds.close()
     if progress is not None:
         progress(total, total, "")
     return pieces, readings
