@@ -111,3 +111,20 @@ def drop_flagged(atoms: AtomSet, centre_m: tuple[float, float], href: str, rule:
     if not bad.any():
         return atoms, 0
     return atoms.take(np.flatnonzero(~bad)), int(bad.sum())
+
+
+def mask_item_atoms(source: str, atoms: AtomSet, sensor: SensorSpec, names: Sequence[str],
+                    centre_m: tuple[float, float] | None) -> tuple[AtomSet, int]:
+    """``atoms`` read from the STAC item ``source`` without those its quality layer flags."""
+    from atomizer.readers.base import source_suffix
+    from atomizer.readers.stac import asset_infos, load_item
+
+    if source_suffix(source) not in (".json", ".geojson") or centre_m is None:
+        raise ReaderError(
+            f"{source}: --mask needs a STAC item (whose quality asset holds the flags); "
+            "tokenize the item instead of a single file"
+        )
+    rule = quality_rule(sensor, names)
+    item = load_item(source)
+    href = quality_href(rule, {a.key: a.href for a in asset_infos(item)}, f"item {item.id!r}")
+    return drop_flagged(atoms, centre_m, href, rule, names)
