@@ -29,7 +29,8 @@ def dataset() -> None:
               help="Override a key of the spec, e.g. --set chip_m=300 (repeatable).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def build(spec_path: Path, out: Path, workers: int, scheduler: str | None, max_failures: float,
+@click.pass_obj
+def build(obj: Any, spec_path: Path, out: Path, workers: int, scheduler: str | None, max_failures: float,
           overrides: tuple[str, ...], progress: bool | None, as_json: bool) -> None:
     """Build the dataset of SPEC.yaml in OUTPUT: one chip per (item, label) pair."""
     from atomizer.datasets.build import build_dataset
@@ -39,7 +40,7 @@ def build(spec_path: Path, out: Path, workers: int, scheduler: str | None, max_f
     bar = _Bar(enabled=progress if progress is not None else (not as_json and _is_tty()))
     try:
         result = build_dataset(spec, out, workers=workers, scheduler=scheduler,
-                               max_failures=max_failures, progress=bar)
+                               max_failures=max_failures, progress=bar, host=obj.host)
     finally:
         bar.stop()
     summary = {"output": str(out), "shard_tasks": result.n_tasks, "reused": result.n_reused,

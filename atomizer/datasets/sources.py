@@ -156,6 +156,14 @@ def _read_table(spec: DatasetSpec) -> Any:
             )
         if path.suffix.lower() in (".parquet", ".geoparquet"):
             gdf = gpd.read_parquet(path)
+        elif path.suffix.lower() in (".geojson", ".json"):  # bounded read; list values stay lists
+            from atomizer.documents import read_json
+
+            doc = read_json(path, what="GeoJSON labels file", error=DatasetError)
+            features = doc.get("features") if isinstance(doc, dict) else None
+            if not isinstance(features, list):
+                raise DatasetError(f"labels: {path} is not a GeoJSON FeatureCollection")
+            gdf = gpd.GeoDataFrame.from_features(features, crs="EPSG:4326")
         else:
             gdf = gpd.read_file(path)
     except DatasetError:
@@ -200,7 +208,7 @@ def load_labels(spec: DatasetSpec) -> list[Label]:
         if col is not None and col not in gdf.columns:
             cols = ", ".join(str(c) for c in gdf.columns if c != "geometry")
             raise DatasetError(f"labels.{key}: {ls.path} has no column {col!r}; its columns are {cols}")
-    labels = []
+    labels, kinds = [], {}
     for i, row in enumerate(gdf.itertuples(index=False)):
         rec = row._asdict()
         geom = rec["geometry"]
@@ -211,6 +219,13 @@ def load_labels(spec: DatasetSpec) -> list[Label]:
         if raw is None or (isinstance(raw, float) and math.isnan(raw)):
             raise DatasetError(f"{ls.path}: label row {i} has no value in column {ls.column!r}")
         where = f"{ls.path}: row {i}"
+        kinds.setdefault(_kind(raw, ls.separator), i)
+        if len(kinds) > 1:
+            (k1, r1), (k2, r2) = kinds.items()
+            raise DatasetError(
+                f"{ls.path}: column {ls.column!r} mixes label types ({k1} in row {r1}, {k2} in row "
+                f"{r2}); use one kind: a class name in every row, or a list in every row (multi-label)"
+            )
         labels.append(Label(
             index=i, lon=float(pt.x), lat=float(pt.y), value=_label_value(raw, ls.separator),
             datetime=_as_datetime(rec[ls.datetime_column], where) if ls.datetime_column else None,
@@ -220,19 +235,17 @@ def load_labels(spec: DatasetSpec) -> list[Label]:
         ))
     if not labels:
         raise DatasetError(f"labels: {ls.path} holds no label; nothing to build")
-    _check_label_types(labels, ls.path, ls.column)
     return labels
 
 
-def _check_label_types(labels: Sequence[Label], path: str, column: str) -> None:
-    kinds = {isinstance(lb.value, tuple) for lb in labels}
-    if len(kinds) > 1:
-        first_list = next(lb for lb in labels if isinstance(lb.value, tuple))
-        first_one = next(lb for lb in labels if not isinstance(lb.value, tuple))
-        raise DatasetError(
-            f"{path}: column {column!r} mixes lists (row {first_list.index}) and single classes "
-            f"(row {first_one.index}); use one kind (a list for every multi-label row)"
-        )
+def _kind(raw: Any, sep: str | None) -> str:
+    if isinstance(raw, (list, tuple, np.ndarray)) or (isinstance(raw, str) and sep is not None):
+        return "a list"
+    if isinstance(raw, (bool, np.bool_)):
+        return "a boolean"
+    if isinstance(raw, (int, float, np.integer, np.floating)):
+        return "a number"
+    return "a class name"
 
 
 def class_names(labels: Sequence[Label], spec: DatasetSpec) -> tuple[list[str], bool]:

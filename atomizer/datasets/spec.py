@@ -77,7 +77,7 @@ class SplitSpec(StrictModel):
     def _one_rule(self) -> SplitSpec:
         rules = [k for k in ("column", "blocks_m", "group") if getattr(self, k) is not None]
         if len(rules) > 1:
-            raise LocatedError((rules[1],), f"give one of column, blocks_m, group, not {rules}")
+            raise LocatedError(f"give one of column, blocks_m, group, not {rules}", loc=(rules[1],))
         problems: list[tuple[tuple[str, ...], str]] = []
         for name, frac in self.fractions.items():
             if name not in SPLIT_NAMES:
