@@ -93,3 +93,12 @@ def write_spec(path: Path, **keys) -> Path:
 
     path.write_text(yaml.safe_dump(keys, sort_keys=False))
     return path
+
+
+def tile_spec(tmp: Path, folder: Path, *, per_class: int = 3, chip_m: float = 300.0, **keys) -> Path:
+    """Items (the S2 tile), SCL-drawn point labels and a spec in ``tmp``."""
+    write_item_collection(tmp / "items.json", [s2_tile_item(folder)])
+    write_points(tmp / "labels.geojson", scl_points(folder / SCL_NAME, per_class=per_class))
+    return write_spec(tmp / "spec.yaml", items="items.json",
+                      labels={"path": "labels.geojson", "column": "landcover"},
+                      chip_m=chip_m, **{"shard_chips": 4, "split": {"blocks_m": 20000}, **keys})

@@ -26,6 +26,8 @@ from atomizer.datasets.stats import atom_stats, merge_into
 from atomizer.errors import AtomizerError, AtomsFormatError, DatasetError
 from atomizer.io import ensure_dir
 
+#: Seconds to wait for a Dask scheduler given by its address.
+SCHEDULER_TIMEOUT_S = 20
 #: ``progress(done, total)``: called as shard tasks finish.
 BuildProgress = Callable[[int, int], None]
 
@@ -90,7 +92,7 @@ class _Runner:
 
         try:
             if self.scheduler is not None:
-                self.client = Client(self.scheduler, timeout="20s")
+                self.client = Client(self.scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
             else:
                 self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
                                             processes=True, dashboard_address=None)
