@@ -14,13 +14,16 @@ SCL_NAME = "T29UNU_20221005T115411_SCL_60m.jp2"
 CLASSES = {4: "vegetation", 6: "water", 9: "cloud"}
 
 
-def scl_points(scl_path: Path, per_class: int, seed: int = 0) -> list[tuple[float, float, str]]:
-    """``per_class`` (lon, lat, class) points at SCL pixel centres of each class in CLASSES."""
+def scl_points(scl_path: Path, per_class: int, seed: int = 0, size_px: int | None = None
+               ) -> list[tuple[float, float, str]]:
+    """``per_class`` (lon, lat, class) points at SCL pixel centres of each class in CLASSES
+    (within the first ``size_px`` rows and columns when given)."""
     import rasterio
     from rasterio.warp import transform
 
     with rasterio.open(scl_path) as ds:
-        scl, t, crs = ds.read(1), ds.transform, ds.crs
+        window = ((0, size_px), (0, size_px)) if size_px else None
+        scl, t, crs = ds.read(1, window=window), ds.transform, ds.crs
     rng = np.random.default_rng(seed)
     out = []
     for code, name in CLASSES.items():
