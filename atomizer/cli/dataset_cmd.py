@@ -69,14 +69,16 @@ def info(folder: Path, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=f"{folder}: {s['chips']:,} chips ({s['task']}), {s['atoms']:,} atoms, "
-                        f"{s['shards']} shards, chip {s['chip_m']:g} m")
+    click.echo(f"{folder}: {s['chips']:,} chips ({s['task']}, {s['chip_m']:g} m), {s['atoms']:,} atoms "
+               f"in {s['shards']} shards, from {s['items']} items")
+    click.echo(f"sensors: {', '.join(s['sensors'])}")
+    click.echo(f"splits: {', '.join(f'{k} {v:,}' for k, v in sorted(s['splits'].items()))}")
+    click.echo(f"skipped or failed: {s['errors']:,} (see {Path(folder) / 'errors.jsonl'})")
+    table = Table()
     table.add_column("class")
     table.add_column("chips", justify="right")
     for name, n in sorted(s["classes"].items()):
         table.add_row(name, f"{n:,}")
-    table.caption = (f"splits: {', '.join(f'{k} {v}' for k, v in sorted(s['splits'].items()))}; "
-                     f"sensors: {', '.join(s['sensors'])}; {s['errors']} errors (errors.jsonl)")
     console().print(table)
 
 

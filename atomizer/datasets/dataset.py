@@ -41,6 +41,8 @@ class AtomsDataset(AtomDataset):
         self._index = {c: i for i, c in enumerate(self.class_names)}
         self._open: dict[str, ShardFile] = {}
         self._pid = os.getpid()
+        for spec in self.manifest.sensors.values():  # chips resolve without the user's YAML
+            self.simulators.remember(spec)
 
     @property
     def sensors(self) -> dict[str, Any]:
@@ -65,6 +67,20 @@ class AtomsDataset(AtomDataset):
     def source(self, index: int) -> AtomSet:
         row = self.row(index)
         return self._shard(row["shard"]).chip(int(row["offset"]))
+
+    def atoms(self, index: int) -> AtomSet:
+        """Chip ``index`` in this dataset's modality. A modality without a band list keeps each
+        chip's own sensor and bands (one dataset may mix sensors); GSD and crop still apply."""
+        source = self.source(index)
+        modality = self.modality
+        if modality is None:
+            return source
+        if modality.bands is None and modality.sensor != source.scene.sensor_id:
+            modality = modality.model_copy(update={"sensor": source.scene.sensor_id, "name": modality.label})
+        from atomizer.data.transforms import apply_modality
+
+        return apply_modality(source, modality, rng=self.rng(index) if self.crop == "random" else None,
+                              cache=self.simulators, host=self.host)
 
     def label(self, index: int) -> Label:
         value = self.row(index)["label"]

@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "atomizer.models.plugin",
     "atomizer.pretrain.plugin",
     "atomizer.data.plugin",
+    "atomizer.datasets.plugin",
 )
 
 T = TypeVar("T")
