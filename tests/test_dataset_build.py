@@ -13,8 +13,8 @@ from atomizer.cli.main import build_cli
 from atomizer.datasets import AtomsDataset, build_dataset, load_dataset_spec, open_dataset
 from atomizer.datasets.shards import ShardFile
 from atomizer.errors import DatasetError
-from tests.conftest import shared_data_path
-from tests.dataset_toys import (
+from conftest import shared_data_path
+from dataset_toys import (
     S2_FOLDER,
     SCL_NAME,
     centre_lonlat,

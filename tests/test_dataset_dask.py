@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from atomizer.datasets import build_dataset, load_dataset_spec
-from tests.conftest import shared_data_path
-from tests.dataset_toys import S2_FOLDER, tile_spec
+from conftest import shared_data_path
+from dataset_toys import S2_FOLDER, tile_spec
 
 
 @pytest.mark.slow
@@ -16,7 +16,7 @@ def test_scheduler_address_build_equals_the_in_process_build(tmp_path):
     spec = load_dataset_spec(tile_spec(tmp_path, shared_data_path(*S2_FOLDER), per_class=2))
     local = build_dataset(spec, tmp_path / "local", workers=0)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         remote = build_dataset(spec, tmp_path / "remote", scheduler=cluster.scheduler_address)
     assert remote.n_chips == local.n_chips == 6
     names = sorted(p.name for p in (tmp_path / "local" / "shards").iterdir())

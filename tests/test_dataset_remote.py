@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from atomizer.datasets import build_dataset, load_dataset_spec, open_dataset
-from tests.conftest import shared_data_path
-from tests.dataset_toys import S2_FOLDER, SCL_NAME, scl_points, write_item_collection, write_points, write_spec
+from conftest import shared_data_path
+from dataset_toys import S2_FOLDER, SCL_NAME, scl_points, write_item_collection, write_points, write_spec
 
 BANDS = ("B04", "B8A")
 CHIP_M = 600.0

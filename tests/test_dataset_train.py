@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from atomizer.cli.main import build_cli
 from atomizer.datasets import AtomsDataset, build_dataset, load_dataset_spec
 from atomizer.data.modality import Modality
-from tests.conftest import shared_data_path
-from tests.dataset_toys import S2_FOLDER, tile_spec, write_spec
+from conftest import shared_data_path
+from dataset_toys import S2_FOLDER, tile_spec, write_spec
 
 UNSEEN = """
 id: tile-3band

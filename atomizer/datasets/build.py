@@ -95,7 +95,7 @@ class _Runner:
                 self.client = Client(self.scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
             else:
                 self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                            processes=True, dashboard_address=None)
+                                            processes=True, dashboard_address=":0")
                 self.client = Client(self.cluster)
         except (OSError, TimeoutError) as exc:
             raise DatasetError(

@@ -9,7 +9,7 @@ across the chips of one item; nothing reads a whole scene.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ class ChipRequest:
     bands: tuple[str, ...] | None = None
     mask: tuple[str, ...] = ()
     min_atoms: int = 1
+    skip_other_assets: bool = False  # a given sensor: assets none of its bands match are ignored
 
 
 @dataclass
@@ -43,11 +44,15 @@ class ItemChips:
 def _sources(req: ChipRequest) -> tuple[Any, list[Any], dict[str, str]]:
     import pystac
 
+    from atomizer.readers.matching import match_assets
     from atomizer.readers.stac import asset_infos, item_datetime, item_sources
 
     item = pystac.Item.from_dict(req.item, preserve_dict=True)
     assets = asset_infos(item)
-    sources, _, _ = item_sources(assets, req.sensor, req.bands, f"item {item.id!r}")
+    select = req.bands
+    if select is None and req.skip_other_assets:
+        select = tuple(m.band.name for m in match_assets(assets, req.sensor).matches) or None
+    sources, _, _ = item_sources(assets, req.sensor, select, f"item {item.id!r}")
     return item_datetime(item), sources, {a.key: a.href for a in assets}
 
 
@@ -58,44 +63,21 @@ def read_item_chips(req: ChipRequest) -> ItemChips:
     """
     import warnings
 
-    from rasterio.warp import transform
-
-    from atomizer.readers.quality import drop_flagged, quality_href, quality_rule
-
     item_id = str(req.item.get("id"))
     when, sources, hrefs = _sources(req)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # reader warnings (non-square pixels...) are per tokenize
-        plans = plan_sources(sources)
-    crss = {p.crs.to_string() if p.crs else None for p in plans}
-    if len(crss) != 1 or None in crss:
-        raise ReaderError(f"item {item_id!r}: its bands must share one projected CRS (got {sorted(map(str, crss))})")
-    crs = plans[0].crs
-    rule = quality_rule(req.sensor, req.mask) if req.mask else None
-    mask_href = quality_href(rule, hrefs, f"item {item_id!r}") if rule else None
-    xs, ys = transform("EPSG:4326", crs, [lb["lon"] for lb in req.labels], [lb["lat"] for lb in req.labels])
-    out = ItemChips()
-    half = req.chip_m / 2.0
-    open_files: dict[str, Any] = {}
+    open_files: dict[str, Any] = {}  # each file opened once for all the item's chips
     with contextlib.ExitStack() as stack:
         stack.callback(lambda: [ds.close() for ds in open_files.values()])
-        for lb, cx, cy in zip(req.labels, xs, ys):
-            bounds = (cx - half, cy - half, cx + half, cy + half)
-            if not _set_windows(plans, bounds):
-                out.skipped.append(_skip(item_id, lb, "the chip lies outside the item's rasters"))
-                continue
-            pieces, _ = read_pieces(plans, None, open_files)
-            value, band, x, y = assemble(plans, pieces, cx, cy)
-            atoms = AtomSet(
-                value=value, band=band, x=x, y=y,
-                bands=tuple(p.source.band.model_copy(update={"gsd_m": p.grid.pixel_m}) for p in plans),
-                scene=SceneMeta(sensor_id=req.sensor.id, datetime=when, lon=lb["lon"], lat=lb["lat"],
-                                crs=crs.to_string(), source_id=item_id,
-                                extra={"reference_centre_m": [float(cx), float(cy)], "chip_m": req.chip_m}),
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # reader warnings (non-square pixels...): see tokenize
+            plans = plan_sources(sources, open_files)
+        crss = {p.crs.to_string() if p.crs else None for p in plans}
+        if len(crss) != 1 or None in crss:
+            raise ReaderError(
+                f"item {item_id!r}: its bands must share one projected CRS (got {sorted(map(str, crss))})"
             )
-            n_masked = 0
-            if rule is not None:
-                atoms, n_masked = drop_flagged(atoms, (cx, cy), mask_href, rule, req.mask, open_files)
+        out = ItemChips()
+        for lb, atoms, n_masked in _chips(req, item_id, when, hrefs, plans, open_files, out):
             if len(atoms) < req.min_atoms:
                 why = f"{len(atoms)} atoms (fewer than min_atoms {req.min_atoms})"
                 out.skipped.append(_skip(item_id, lb, why + (f"; {n_masked} masked" if n_masked else "")))
@@ -104,7 +86,38 @@ def read_item_chips(req: ChipRequest) -> ItemChips:
             out.rows.append({"label_index": lb["index"], "label": lb["value"], "item_id": item_id,
                              "sensor": req.sensor.id, "datetime": when.isoformat() if when else None,
                              "lon": lb["lon"], "lat": lb["lat"], "atoms": len(atoms), "masked": n_masked})
-    return out
+        return out
+
+
+def _chips(req: ChipRequest, item_id: str, when: Any, hrefs: dict[str, str], plans: list[BandPlan],
+           open_files: dict[str, Any], out: ItemChips) -> Iterator[tuple[dict[str, Any], AtomSet, int]]:
+    """(label, chip atoms, atoms masked) for each label whose footprint holds pixels."""
+    from rasterio.warp import transform
+
+    from atomizer.readers.quality import drop_flagged, quality_href, quality_rule
+
+    crs = plans[0].crs
+    rule = quality_rule(req.sensor, req.mask) if req.mask else None
+    mask_href = quality_href(rule, hrefs, f"item {item_id!r}") if rule else None
+    xs, ys = transform("EPSG:4326", crs, [lb["lon"] for lb in req.labels], [lb["lat"] for lb in req.labels])
+    bands = tuple(p.source.band.model_copy(update={"gsd_m": p.grid.pixel_m}) for p in plans)
+    half = req.chip_m / 2.0
+    for lb, cx, cy in zip(req.labels, xs, ys):
+        if not _set_windows(plans, (cx - half, cy - half, cx + half, cy + half)):
+            out.skipped.append(_skip(item_id, lb, "the chip lies outside the item's rasters"))
+            continue
+        pieces, _ = read_pieces(plans, None, open_files)
+        value, band, x, y = assemble(plans, pieces, cx, cy)
+        atoms = AtomSet(
+            value=value, band=band, x=x, y=y, bands=bands,
+            scene=SceneMeta(sensor_id=req.sensor.id, datetime=when, lon=lb["lon"], lat=lb["lat"],
+                            crs=crs.to_string(), source_id=item_id,
+                            extra={"reference_centre_m": [float(cx), float(cy)], "chip_m": req.chip_m}),
+        )
+        n_masked = 0
+        if rule is not None:
+            atoms, n_masked = drop_flagged(atoms, (cx, cy), mask_href, rule, req.mask, open_files)
+        yield lb, atoms, n_masked
 
 
 def _set_windows(plans: Sequence[BandPlan], bounds: tuple[float, float, float, float]) -> bool:

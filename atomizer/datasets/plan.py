@@ -103,15 +103,13 @@ def plan_build(spec: DatasetSpec, *, host: Any = None) -> BuildPlan:
             plan.errors.append({"item_id": item.id, "error": describe_failure(exc)})
             continue
         plan.sensors[sensor.id] = sensor
-        bands = spec.bands
-        if bands is None and fixed is not None:  # a given sensor reads its bands; others ignored
-            bands = fixed.band_names
         group = sorted(pairing.by_item[k], key=lambda lb: lb.index)
         for part, start in enumerate(range(0, len(group), spec.shard_chips)):
             chunk = [_label_json(lb) for lb in group[start : start + spec.shard_chips]]
             req = ChipRequest(
                 item=item.data, sensor=sensor, labels=chunk, chip_m=spec.chip_m,
-                bands=tuple(bands) if bands else None, mask=tuple(spec.mask),
+                bands=tuple(spec.bands) if spec.bands else None,
+                skip_other_assets=fixed is not None, mask=tuple(spec.mask),
                 min_atoms=spec.min_atoms,
             )
             key = _key({"version": SHARD_VERSION, "item": item.data, "labels": chunk,

@@ -3,8 +3,10 @@
 The arrays of :mod:`atomizer.atoms.io` (``value``, ``band``, ``x``, ``y``) hold every chip's atoms
 one after the other; ``offsets`` (int64, chips + 1) says where each chip starts. The safetensors
 metadata key ``atomizer`` holds JSON ``{"format": "atomizer.shard", "version": 1, "task": KEY,
-"band_tables": [[band, ...], ...], "chips": [{"scene", "table", "row"}, ...], "stats", "skipped"}``:
-``band`` indices of a chip refer to its band table. Reading one chip reads only its slices.
+"band_tables": [[band, ...], ...], "chips": [{"scene", "table", "row"}, ...]}``: ``band`` indices of
+a chip refer to its band table. The key ``atomizer.build`` holds ``{"stats", "skipped"}`` (what the
+build merges into stats.json and errors.jsonl), parsed only when asked for. Reading one chip reads
+only its slices.
 
 Shards are written atomically and never changed: the file's ``task`` key names the inputs it was
 built from, so a second build keeps a shard whose key still matches.
@@ -28,6 +30,7 @@ from atomizer.sensors.spec import Band
 SHARD_FORMAT = "atomizer.shard"
 SHARD_VERSION = 1
 SHARD_SUFFIX = ".atoms"
+BUILD_KEY = "atomizer.build"
 _DTYPES = {"value": np.float32, "band": np.int16, "x": np.float32, "y": np.float32}
 
 
@@ -52,17 +55,20 @@ def save_shard(path: str | Path, chips: Sequence[AtomSet], rows: Sequence[dict[s
         tensors[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=_DTYPES[name])
     header = {"format": SHARD_FORMAT, "version": SHARD_VERSION, "task": task,
               "n_chips": len(chips), "n_atoms": int(offsets[-1]), "band_tables": tables,
-              "chips": chip_meta, "stats": stats, "skipped": list(skipped)}
-    meta = {"atomizer": json.dumps(header, sort_keys=True, separators=(",", ":"))}
+              "chips": chip_meta}
+    build = {"stats": stats, "skipped": list(skipped)}
+    meta = {"atomizer": json.dumps(header, sort_keys=True, separators=(",", ":")),
+            BUILD_KEY: json.dumps(build, sort_keys=True, separators=(",", ":"))}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
-    return header
+    return header | build
 
 
 def read_shard_header(path: str | Path) -> dict[str, Any]:
-    """The header of a shard (arrays are not read); a corrupt file is an AtomsFormatError."""
+    """The header of a shard with its build record (stats, skipped chips); arrays are not read.
+    A corrupt file is an AtomsFormatError."""
     with ShardFile(path) as shard:
-        return shard.header
+        return shard.header | shard.build_record()
 
 
 class ShardFile:
@@ -99,6 +105,15 @@ class ShardFile:
         if (self._offsets.shape != (self.n_chips + 1,) or int(self._offsets[-1]) != n_atoms
                 or any(s != [n_atoms] for s in shapes.values()) or len(h["chips"]) != self.n_chips):
             raise AtomsFormatError(f"{self.path}: the shard's arrays disagree with its header; rebuild it")
+
+    def build_record(self) -> dict[str, Any]:
+        """``{"stats", "skipped"}`` as the build wrote them."""
+        try:
+            record = json.loads((self._handle.metadata() or {})[BUILD_KEY])
+            record["stats"], record["skipped"]  # noqa: B018 - presence check
+        except (KeyError, TypeError, ValueError):
+            raise AtomsFormatError(f"{self.path}: the shard has no build record; rebuild it") from None
+        return record
 
     @property
     def rows(self) -> list[dict[str, Any]]:

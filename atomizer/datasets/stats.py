@@ -47,7 +47,7 @@ class BandStats:
         _add(self.hist, other.hist)
 
     def to_json(self) -> dict[str, Any]:
-        return {"count": self.count, **{k: [[int(c), int(n)] for c, n in sorted(getattr(self, k).items())]
+        return {"count": self.count, **{k: sorted(getattr(self, k).items())
                                         for k in ("sums", "squares", "hist")}}
 
     @classmethod
@@ -67,11 +67,12 @@ class BandStats:
     def percentile(self, q: float) -> float | None:
         if not self.count:
             return None
-        codes = np.array(sorted(self.hist, key=_code_value), dtype=np.uint32)
-        counts = np.array([self.hist[int(c)] for c in codes], dtype=np.int64)
+        codes = np.fromiter(self.hist.keys(), dtype=np.uint32, count=len(self.hist))
+        counts = np.fromiter(self.hist.values(), dtype=np.int64, count=len(self.hist))
+        order = np.argsort((codes << 16).view(np.float32), kind="stable")
         rank = q / 100.0 * (self.count - 1)
-        k = int(np.searchsorted(np.cumsum(counts), rank, side="right"))
-        return _code_value(int(codes[min(k, codes.size - 1)]), centre=True)
+        k = int(np.searchsorted(np.cumsum(counts[order]), rank, side="right"))
+        return _code_value(int(codes[order[min(k, codes.size - 1)]]), centre=True)
 
     def summary(self) -> dict[str, Any]:
         if not self.count:

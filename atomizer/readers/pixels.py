@@ -182,7 +182,8 @@ def _reduce(
         valid &= mask != 0
         n_nodata += before - int(np.count_nonzero(valid))
     lut = None
-    if plane.dtype.name in LUT_DTYPES:
+    # a lookup table pays off only when the plane has more pixels than the table has entries
+    if plane.dtype.name in LUT_DTYPES and plane.size >= 1 << (8 * plane.dtype.itemsize):
         lut = lookup_table(plane.dtype, plan.scale, plan.offset)
         values = plane[valid]
         if values.size:
