@@ -228,16 +228,27 @@ def loaders(data: Path, folder: Path, passes: int) -> dict[str, Any]:
     return out
 
 
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def child_memory(folder: str) -> None:
-    """Iterate a dataset folder once; print the peak RSS (KiB) and the chips read."""
+    """Iterate a dataset folder once; print the RSS (KiB) after the first chip and its maximum."""
     from atomizer.datasets import AtomsDataset
 
     ds = AtomsDataset(folder)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    ds[0]
+    before = peak = _rss_kib()
     for i in range(len(ds)):
         ds[i]
-    print(json.dumps({"chips": len(ds), "rss_before_kib": before,
-                      "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+        if i % 20 == 0:
+            peak = max(peak, _rss_kib())
+    peak = max(peak, _rss_kib())
+    print(json.dumps({"chips": len(ds), "rss_after_first_kib": before, "max_rss_kib": peak,
+                      "growth_kib": peak - before}))
 
 
 def memory(spec_path: Path, tmp: Path) -> dict[str, Any]:

@@ -275,3 +275,31 @@ def test_shards_read_only_the_chip_asked_for(built):
         chips = [shard.chip(i) for i in range(shard.n_chips)]
     assert sum(len(c) for c in chips) == shard.header["n_atoms"]
     assert os.path.getsize(out / "shards" / name) > 0
+
+
+def test_items_from_a_folder_a_catalog_and_stac_geoparquet_are_the_same(tmp_path):
+    import pystac
+
+    from atomizer.datasets.sources import load_items
+
+    items = [synthetic_item(tmp_path / "a", "one"),
+             synthetic_item(tmp_path / "b", "two", origin=(600_000.0, 5_800_000.0))]
+    write_item_collection(tmp_path / "items.json", items)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for item in items:
+        item.save_object(dest_href=str(folder / f"{item.id}.json"), include_self_link=False)
+    catalog = pystac.Catalog("cat", "two items")
+    for item in items:
+        catalog.add_item(item.clone())
+    catalog.normalize_and_save(str(tmp_path / "catalog"), pystac.CatalogType.SELF_CONTAINED)
+    from stac_geoparquet.arrow import parse_stac_items_to_arrow, to_parquet
+
+    to_parquet(parse_stac_items_to_arrow([i.to_dict() for i in items]), tmp_path / "items.parquet")
+    loaded = {name: load_items(str(tmp_path / name))
+              for name in ("items.json", "folder", "catalog/catalog.json", "items.parquet")}
+    for name, refs in loaded.items():
+        assert [r.id for r in refs] == ["one", "two"], name
+        hrefs = sorted(a["href"] for a in refs[0].data["assets"].values())
+        assert hrefs == sorted(str(p) for p in (tmp_path / "a").glob("one_*.tif")), name
+        assert refs[0].geometry.equals(loaded["items.json"][0].geometry), name

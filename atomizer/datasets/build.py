@@ -135,6 +135,7 @@ def build_dataset(spec: DatasetSpec, out: str | Path, *, workers: int = 1,
         raise DatasetError(f"max_failures is a fraction from 0 to 1, got {max_failures:g}")
     if workers < 0:
         raise DatasetError(f"workers must be >= 0, got {workers}")
+    _require("geopandas", "shapely", *(("distributed",) if workers or scheduler else ()))
     out = Path(out)
     plan = plan_build(spec, host=host)
     folder = ensure_dir(shard_dir(out))
@@ -180,6 +181,16 @@ def _execute(plan: BuildPlan, todo: list[ShardTask], folder: Path, headers: dict
             if progress is not None:
                 progress(done, total)
     return failures
+
+
+def _require(*modules: str) -> None:
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DatasetError(
+            f"building a dataset needs {', '.join(missing)}: pip install 'atomizer[datasets]'"
+        )
 
 
 def _write_errors(out: Path, errors: list[dict[str, Any]]) -> None:
