@@ -22,7 +22,7 @@ from atomizer.datasets.manifest import write_outputs
 from atomizer.datasets.plan import BuildPlan, ShardTask, plan_build, shard_dir
 from atomizer.datasets.shards import read_shard_header, save_shard
 from atomizer.datasets.spec import DatasetSpec
-from atomizer.datasets.stats import atom_stats, merge_into
+from atomizer.datasets.stats import atom_stats
 from atomizer.errors import AtomizerError, AtomsFormatError, DatasetError
 from atomizer.io import ensure_dir
 
@@ -54,16 +54,31 @@ def run_task(task: ShardTask, out: str) -> dict[str, Any]:
     try:
         with gdal_env():
             got = read_item_chips(req)
-        total: dict[str, Any] = {}
-        for atoms in got.chips:
-            merge_into(total, req.sensor.id, atom_stats(atoms.value, atoms.band, atoms.band_names))
-        stats = {s: {b: st.to_json() for b, st in bands.items()} for s, bands in total.items()}
+        stats = {req.sensor.id: {b: st.to_json() for b, st in _shard_stats(got.chips).items()}}
         header = save_shard(Path(out) / task.name, got.chips, got.rows, task=task.key, stats=stats,
                             skipped=got.skipped)
         return {"header": header}
     except Exception as exc:  # noqa: BLE001 - any failure of one item is recorded, never fatal
         return {"error": describe_failure(exc), "item_id": str(req.item.get("id")),
                 "labels": len(req.labels)}
+
+
+def _shard_stats(chips: list[Any]) -> dict[str, Any]:
+    """Band statistics of all chips of one shard, computed once per band table."""
+    import numpy as np
+
+    from atomizer.datasets.stats import BandStats
+
+    total: dict[str, BandStats] = {}
+    tables: dict[tuple, list[Any]] = {}
+    for atoms in chips:
+        tables.setdefault(tuple(b.name for b in atoms.bands), []).append(atoms)
+    for names, group in tables.items():
+        value = np.concatenate([a.value for a in group])
+        band = np.concatenate([a.band for a in group])
+        for name, st in atom_stats(value, band, list(names)).items():
+            total.setdefault(name, BandStats()).merge(st)
+    return total
 
 
 def _reusable(task: ShardTask, folder: Path) -> dict[str, Any] | None:

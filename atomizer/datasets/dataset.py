@@ -10,6 +10,7 @@ touches only its slices.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,10 @@ from atomizer.atoms.atomset import AtomSet
 from atomizer.data.base import AtomDataset, Label, check_split, multi_hot
 from atomizer.datasets.manifest import Manifest, read_manifest
 from atomizer.datasets.shards import ShardFile
+
+#: Shards kept open per process (least recently used closed first): memory stays flat in the
+#: dataset's size.
+MAX_OPEN_SHARDS = 8
 
 
 class AtomsDataset(AtomDataset):
@@ -39,7 +44,7 @@ class AtomsDataset(AtomDataset):
         self.class_names = tuple(self.manifest.classes)
         self.task = self.manifest.task  # type: ignore[assignment]
         self._index = {c: i for i, c in enumerate(self.class_names)}
-        self._open: dict[str, ShardFile] = {}
+        self._open: OrderedDict[str, ShardFile] = OrderedDict()
         self._pid = os.getpid()
         for spec in self.manifest.sensors.values():  # chips resolve without the user's YAML
             self.simulators.remember(spec)
@@ -58,10 +63,14 @@ class AtomsDataset(AtomDataset):
 
     def _shard(self, name: str) -> ShardFile:
         if os.getpid() != self._pid:  # a forked worker opens its own memory maps
-            self._open, self._pid = {}, os.getpid()
+            self._open, self._pid = OrderedDict(), os.getpid()
         shard = self._open.get(name)
         if shard is None:
             shard = self._open[name] = ShardFile(self.manifest.shard_path(name))
+            while len(self._open) > MAX_OPEN_SHARDS:
+                self._open.popitem(last=False)[1].close()
+        else:
+            self._open.move_to_end(name)
         return shard
 
     def source(self, index: int) -> AtomSet:
@@ -90,7 +99,7 @@ class AtomsDataset(AtomDataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_open"] = {}
+        state["_open"] = OrderedDict()
         return state
 
 
