@@ -157,11 +157,18 @@ def train_command(
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 @click.option("--split", help="Dataset split (default: the config's test split).")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Evaluate on this dataset folder (built by atomizer dataset build) instead.",
+)
 @_device_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def evaluate_command(
-    obj, checkpoint, sensor, bands, gsd, size, name, config_path, overrides, split, device, as_json
+    obj, checkpoint, sensor, bands, gsd, size, name, config_path, overrides, split, data_dir,
+    device, as_json,
 ) -> None:
     """Evaluate a trained CHECKPOINT (file or run folder) on a modality, e.g. an unseen one.
 
@@ -187,6 +194,9 @@ def evaluate_command(
     except ValidationError as exc:
         lines = render_errors(exc, model=Modality, origin="--modality")
         raise ConfigError("\n".join(lines)) from None
+    if data_dir is not None:
+        overrides = (*overrides, "data.dataset=atoms", f"data.path={data_dir.resolve()}",
+                     "data.options={}")
     cfg = None
     if config_path is not None:
         cfg = _load(obj, config_path, overrides)

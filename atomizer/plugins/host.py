@@ -36,6 +36,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "atomizer.models.plugin",
     "atomizer.pretrain.plugin",
     "atomizer.data.plugin",
+    "atomizer.datasets.plugin",
 )
 
 #: What a third-party plugin may raise at import or in a hook without taking atomizer down: any

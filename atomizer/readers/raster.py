@@ -178,18 +178,26 @@ def _scaling(src: BandSource, ds: Any) -> tuple[float, float, str]:
     return 1.0, 0.0, "none"
 
 
-def plan_sources(sources: Sequence[BandSource]) -> list[BandPlan]:
+def plan_sources(
+    sources: Sequence[BandSource], open_files: dict[str, Any] | None = None
+) -> list[BandPlan]:
     """Open every file once for its metadata (then close it) and plan each band's read.
 
     A file without georeferencing gets one pixel size for all its bands: the finest spec GSD among
-    the bands read from it (bands stacked in one file share one grid).
+    the bands read from it (bands stacked in one file share one grid). With ``open_files`` the
+    datasets opened are left open there (href -> dataset) for :func:`read_pieces` to reuse; the
+    caller closes them.
     """
     fallback_gsd: dict[str, float] = {}
     for src in sources:
         fallback_gsd[src.href] = min(src.band.gsd_m, fallback_gsd.get(src.href, math.inf))
     with contextlib.ExitStack() as stack:
         datasets: dict[str, Any] = {}
-        return [_plan(src, datasets, stack, fallback_gsd[src.href]) for src in sources]
+        plans = [_plan(src, datasets, stack, fallback_gsd[src.href]) for src in sources]
+        if open_files is not None:
+            open_files.update(datasets)
+            stack.pop_all()
+        return plans
 
 
 def _plan(
