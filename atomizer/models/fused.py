@@ -10,8 +10,10 @@ indices), at the cost of recomputing the cheap factorised projection.
 
 The attention itself is exact softmax attention (same result as
 :func:`torch.nn.functional.scaled_dot_product_attention` up to float rounding); attention dropout is
-not supported here (the caller falls back to SDPA when it is on). Under CUDA autocast it runs in
-float32 (the running softmax statistics need the range).
+not supported here (the caller falls back to SDPA when it is on). Under autocast (bf16 on CPU or
+CUDA) :func:`fused_cross_attention` runs it in float32: the running softmax statistics need the
+range, and its tile matmuls (latents x one head x a tile of atoms) are too small to gain from bf16
+on CPU.
 """
 
 from __future__ import annotations
@@ -76,7 +78,6 @@ class FactorisedCrossAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, q, rows, idx, phi, table, a, per_sample, mask):  # type: ignore[override]
         S, h, L, d = q.shape
         n_kept = mask.shape[1]
@@ -110,49 +111,70 @@ class FactorisedCrossAttention(torch.autograd.Function):
         return out
 
     @staticmethod
-    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad_out):  # type: ignore[override]
-        q, rows, idx, phi, table, a, per_sample, mask, out, lse = ctx.saved_tensors
-        S, h, _, d = q.shape
-        inner = h * d
-        n_kept = mask.shape[1]
-        scale = ctx.scale
-        need = ctx.needs_input_grad
-        grad_out = grad_out.contiguous()
-        delta = (grad_out * out).sum(dim=-1, keepdim=True)  # (S, h, L, 1)
-        g_q = torch.zeros_like(q)
-        g_table, g_a = torch.zeros_like(table), torch.zeros_like(a)
-        g_ps = None if per_sample is None else torch.zeros_like(per_sample)
-        tile = _tile_size(q.device)
-        g_kv = q.new_empty(min(n_kept, tile), 2 * inner)
-        for s in range(S):
-            ps = None if per_sample is None else per_sample[s]
-            for start, stop, valid in _tiles(mask[s], n_kept, s, tile):
-                kv, kept = _tile_kv(start, stop, rows, idx, phi, table, a, ps)
-                k, v = _heads(kv, h, d)
-                scores = torch.matmul(q[s], k.transpose(-1, -2)).mul_(scale)
-                if valid is not None:
-                    scores.masked_fill_(~valid, -math.inf)
-                probs = scores.sub_(lse[s]).exp_()  # (h, L, tile)
-                g_v = torch.matmul(probs.transpose(-1, -2), grad_out[s])  # (h, tile, d)
-                g_scores = torch.matmul(grad_out[s], v.transpose(-1, -2))
-                g_scores = g_scores.sub_(delta[s]).mul_(probs).mul_(scale)
-                g_q[s] += torch.matmul(g_scores, k)
-                g_k = torch.matmul(g_scores.transpose(-1, -2), q[s])  # (h, tile, d)
-                g = g_kv[: stop - start]
-                g[:, :inner] = g_k.transpose(0, 1).reshape(stop - start, inner)
-                g[:, inner:] = g_v.transpose(0, 1).reshape(stop - start, inner)
-                g_table.index_add_(0, rows[start:stop], g)
-                g_a.addmm_(g.T, kept)
-                if g_ps is not None:
-                    g_ps[s] += g.sum(dim=0)
-        return (
-            g_q if need[0] else None,
-            None,
-            None,
-            None,
-            g_table if need[4] else None,
-            g_a if need[5] else None,
-            g_ps if need[6] else None,
-            None,
+        with torch.autocast(grad_out.device.type, enabled=False):
+            return _backward(ctx, grad_out)
+
+
+def _backward(ctx, grad_out):
+    """The backward pass of :class:`FactorisedCrossAttention`: each tile recomputed."""
+    q, rows, idx, phi, table, a, per_sample, mask, out, lse = ctx.saved_tensors
+    S, h, _, d = q.shape
+    inner = h * d
+    n_kept = mask.shape[1]
+    scale = ctx.scale
+    need = ctx.needs_input_grad
+    grad_out = grad_out.contiguous()
+    delta = (grad_out * out).sum(dim=-1, keepdim=True)  # (S, h, L, 1)
+    g_q = torch.zeros_like(q)
+    g_table, g_a = torch.zeros_like(table), torch.zeros_like(a)
+    g_ps = None if per_sample is None else torch.zeros_like(per_sample)
+    tile = _tile_size(q.device)
+    g_kv = q.new_empty(min(n_kept, tile), 2 * inner)
+    for s in range(S):
+        ps = None if per_sample is None else per_sample[s]
+        for start, stop, valid in _tiles(mask[s], n_kept, s, tile):
+            kv, kept = _tile_kv(start, stop, rows, idx, phi, table, a, ps)
+            k, v = _heads(kv, h, d)
+            scores = torch.matmul(q[s], k.transpose(-1, -2)).mul_(scale)
+            if valid is not None:
+                scores.masked_fill_(~valid, -math.inf)
+            probs = scores.sub_(lse[s]).exp_()  # (h, L, tile)
+            g_v = torch.matmul(probs.transpose(-1, -2), grad_out[s])  # (h, tile, d)
+            g_scores = torch.matmul(grad_out[s], v.transpose(-1, -2))
+            g_scores = g_scores.sub_(delta[s]).mul_(probs).mul_(scale)
+            g_q[s] += torch.matmul(g_scores, k)
+            g_k = torch.matmul(g_scores.transpose(-1, -2), q[s])  # (h, tile, d)
+            g = g_kv[: stop - start]
+            g[:, :inner] = g_k.transpose(0, 1).reshape(stop - start, inner)
+            g[:, inner:] = g_v.transpose(0, 1).reshape(stop - start, inner)
+            g_table.index_add_(0, rows[start:stop], g)
+            g_a.addmm_(g.T, kept)
+            if g_ps is not None:
+                g_ps[s] += g.sum(dim=0)
+    return (
+        g_q if need[0] else None,
+        None,
+        None,
+        None,
+        g_table if need[4] else None,
+        g_a if need[5] else None,
+        g_ps if need[6] else None,
+        None,
+    )
+
+
+def fused_cross_attention(q, rows, idx, phi, table, a, per_sample, mask):
+    """:class:`FactorisedCrossAttention` (same arguments), in float32 whatever the autocast state.
+
+    Under autocast the queries arrive in bf16; they are cast to float32 here (their gradient goes
+    back in bf16) and autocast is off inside, so the online softmax keeps float32 statistics.
+    """
+    device_type = q.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return FactorisedCrossAttention.apply(q, rows, idx, phi, table, a, per_sample, mask)
+    ps = None if per_sample is None else per_sample.float()
+    with torch.autocast(device_type, enabled=False):
+        return FactorisedCrossAttention.apply(
+            q.float(), rows, idx, phi.float(), table.float(), a.float(), ps, mask
         )
