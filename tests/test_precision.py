@@ -19,6 +19,7 @@ from atomizer.atoms.batch import collate_atoms
 from atomizer.errors import ConfigError
 from atomizer.models import NaiveAtomizerModel, build_model
 from atomizer.models import fused as fused_mod
+from atomizer.models.attention import latent_sdpa
 from atomizer.models.fused import fused_cross_attention
 from atomizer.training.config import ExperimentConfig
 from atomizer.training.evaluate import autocast
@@ -178,3 +179,13 @@ def test_precision_config_and_the_older_amp_key():
     assert fp32.fingerprint() == "7806ec0e4e4ef1a7"
     bf16 = ExperimentConfig.model_validate({**BASE, "precision": "bf16"})
     assert len({auto.fingerprint(), fp32.fingerprint(), bf16.fingerprint()}) == 3
+
+
+def test_latent_attention_runs_in_float32_on_cpu_under_autocast():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 5, 4, generator=g).bfloat16() for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = latent_sdpa(q, k, v)
+    assert out.dtype == torch.float32
+    exact = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    torch.testing.assert_close(out, exact, rtol=0, atol=0)
