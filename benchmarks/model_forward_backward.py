@@ -363,6 +363,12 @@ def print_profile(p: dict[str, Any]) -> None:
         print(f"{name} (inclusive): {seconds:.2f} s = {seconds / total:.1%}")
 
 
+def _write(path: Path, payload: dict[str, Any]) -> None:
+    from atomizer.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(payload, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="rounds of fresh children")
@@ -422,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                         + [str(args.reps), str(args.warmup)]
                     )
                 )
+                if args.out:  # partial figures survive a later child's failure
+                    _write(args.out, {"threads": args.threads, "partial": True, "raw": results})
     sweeps = []
     if args.sweep:
         sides = QUICK_SWEEP_SIDES_PX if args.quick else SWEEP_SIDES_PX
@@ -439,22 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         f"python {platform.python_version()}"
     )
     if args.out:
-        from atomizer.io import atomic_write_text
-
-        atomic_write_text(
-            args.out,
-            json.dumps(
-                {
-                    "batch": BATCH,
-                    "threads": args.threads,
-                    "rounds": rounds,
-                    "rows": rows,
-                    "sweeps": sweeps,
-                    "raw": results,
-                },
-                indent=2,
-            ),
-        )
+        payload = {"batch": BATCH, "threads": args.threads, "rounds": rounds, "rows": rows}
+        _write(args.out, {**payload, "sweeps": sweeps, "raw": results})
     return 0
 
 
