@@ -28,14 +28,14 @@ def atomizer():
 def test_the_estimate_covers_every_per_atom_tensor_a_forward_pass_holds(atomizer):
     batch = collate_atoms([make_atoms(0), make_atoms(1)])
     n = batch.mask.numel()
-    held = sum(
-        t.numel() * t.element_size() for t in (batch.value, batch.band, batch.x, batch.y, batch.mask)
-    )
     with torch.no_grad():
         parts = atomizer.tokenizer.parts(batch)
         source = atomizer.source(batch)
-    per_atom = [parts.value, parts.x_index, parts.y_index, source.row_index]
-    held += sum(t.numel() * t.element_size() for t in per_atom)
+    inputs = (batch.value, batch.band, batch.x, batch.y, batch.mask)
+    per_atom = [*inputs, *parts.per_atom.values(), source.row_index]
+    per_atom += [index for _, index in parts.per_row.values()]
+    unique = {t.untyped_storage().data_ptr(): t for t in per_atom if t.numel() >= n}
+    held = sum(t.numel() * t.element_size() for t in unique.values())
     assert inference_bytes_per_atom(atomizer) >= held / n
     assert inference_bytes_per_atom(atomizer) <= 3 * held / n  # and is not wildly above it
 
