@@ -81,9 +81,8 @@ def child(atoms: int, precision: str, budget_mib: int, reps: int, threads: int) 
     one = AtomSet.from_array(cube, spec, gsd_m=GSD_M)
     batch = collate_atoms([one] * batch_size)
     del one, cube
-    batch_bytes = sum(
-        t.numel() * t.element_size() for t in (batch.value, batch.band, batch.x, batch.y, batch.mask)
-    )
+    tensors = (batch.value, batch.band, batch.x, batch.y, batch.mask)
+    batch_bytes = sum(t.numel() * t.element_size() for t in tensors)
     setup_rss = _rss_bytes()
     device = torch.device("cpu")
 

@@ -1,8 +1,9 @@
-"""Benchmark: forward + backward of the paper-size Atomizer on CPU, factorised vs naive input path.
+"""Benchmark: a training step of the paper-size Atomizer on CPU: factorised vs naive, fp32 vs bf16.
 
 Run from the project root::
 
-    python benchmarks/model_forward_backward.py [--quick] [--threads 1] [--out results.json]
+    python benchmarks/model_forward_backward.py [--rounds 2] [--variants ...] [--out FILE]
+    python benchmarks/model_forward_backward.py --profile native:factorised:bf16
 
 Model: ``atomizer-paper`` (4 cross-attention blocks x 4 self-attention layers, 128 latents x 512,
 atom drop p = 0.5, default tokenizer: 275-wide tokens), batch 8, training mode, loss = sum of the
@@ -13,7 +14,8 @@ cost) at BigEarthNet scale:
   80,000 atoms per image;
 - ``full``: the 12 bands resampled to 120 x 120 (10 m): 172,800 atoms per image.
 
-Implementations (same parameters, same outputs):
+Variants ``IMPL:PRECISION`` (same parameters, same outputs), precision ``fp32`` or ``bf16`` (bf16
+autocast, as ``precision: bf16`` in an experiment):
 
 - ``factorised``: :class:`atomizer.models.AtomizerModel` as configured by default (factorised keys
   and values computed per sample inside a fused cross-attention, recomputed in the backward pass);
@@ -22,13 +24,17 @@ Implementations (same parameters, same outputs):
 - ``naive``: :class:`atomizer.models.NaiveAtomizerModel`, the reference code's approach: every
   atom's full token built per atom, the ``(S, N, 275)`` matrix projected by one Linear.
 
-Each (case, implementation) runs in a fresh subprocess that times only the training steps, after a
+Each (case, variant) runs in a fresh subprocess that times only the training steps, after a
 warm-up step: CPU seconds of the process (``getrusage``: robust when other jobs share the cores) and
 wall seconds, plus its peak RSS (``ru_maxrss``) and the RSS before the first step ("set-up": Python,
-torch, model, batch). A last subprocess runs the factorised model on several input sizes and fits
-``cpu_seconds = a + b * atoms`` (the intercept is the atom-independent latent transformer).
+torch, model, batch). ``--rounds`` repeats the list of children in order (A, B, A, B, ...); the
+report gives medians and ratios against ``naive:fp32`` of the same case. ``--sweep`` adds a
+subprocess that runs the factorised model on several input sizes and fits
+``cpu_seconds = a + b * atoms``. ``--profile CASE:VARIANT`` prints torch.profiler's costliest
+operators of one step instead.
 
-Targets (issue 4): factorised >= 2x faster (images/s) and >= 3x less peak memory than naive.
+Targets: issue 4: factorised >= 2x faster (images/s) and >= 3x less peak memory than naive;
+issue 13: >= 3x faster than naive at an equal 172,800 atoms.
 """
 
 from __future__ import annotations
@@ -351,7 +357,7 @@ def child_profile(case: str, variant: str, threads: int) -> dict[str, Any]:
 
 def print_profile(p: dict[str, Any]) -> None:
     total = p["total_self_cpu_s"]
-    print(f"\nProfile: {p['case']} / {p['variant']}, one step, {total:.2f} CPU s under the profiler")
+    print(f"\nProfile: {p['case']} / {p['variant']}, one step, {total:.2f} CPU s (profiled)")
     print("| operator | self CPU s | share | calls |")
     print("|---|---:|---:|---:|")
     for row in p["top"]:
