@@ -32,6 +32,7 @@ from atomizer.training.overrides import (  # parse_override is re-exported for c
     key_path_text,
     parse_override,  # noqa: F401
 )
+from atomizer.training.sweep import SweepConfig
 
 #: The reference batch size of the linear learning-rate scaling rule lr = base_lr * batch / 256.
 LR_REFERENCE_BATCH = 256
@@ -146,6 +147,10 @@ class ExperimentConfig(_Strict):
     deterministic: bool = True
     checkpoint_every_steps: int | None = Field(default=None, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)
+    sweeps: dict[str, SweepConfig] = Field(
+        default_factory=dict,
+        description="Named test sweeps over GSD or size (atomizer run CONFIG --sweep NAME).",
+    )
 
     @field_validator("seeds")
     @classmethod
@@ -272,6 +277,7 @@ class ExperimentConfig(_Strict):
             "eval_batch_size",
             "keep_checkpoints",
             "checkpoint_every_steps",
+            "sweeps",
         }
         data = self.model_dump(mode="json", exclude=ignored)
         data["data"].pop("num_workers", None)
