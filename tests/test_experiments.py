@@ -79,9 +79,12 @@ def test_indian_pines_smoke_run(tmp_path):
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["table"] == table
     assert {p: p.stat().st_mtime_ns for p in out.rglob("ckpt-*.safetensors")} == stamps
-    # the GSD sweep (the paper's Table 2) tests the same trained runs: one command, nothing retrained
+    # the GSD sweep (the paper's Table 2) tests the same trained runs: one command, no retraining
     sweep = run(
-        tmp_path, EXPERIMENTS / "indian-pines-cross-sensor.yaml", *overrides, extra=("--sweep", "gsd")
+        tmp_path,
+        EXPERIMENTS / "indian-pines-cross-sensor.yaml",
+        *overrides,
+        extra=("--sweep", "gsd"),
     )
     assert sweep.exit_code == 0, sweep.output
     assert {p: p.stat().st_mtime_ns for p in out.rglob("ckpt-*.safetensors")} == stamps

@@ -69,11 +69,12 @@ LAYOUT = {
     ],
     "size_px": 8,
 }
+TINY_VIT = {"dim": 32, "depth": 1, "heads": 2, "dim_head": 8, "patch_size": 4}
 #: Tiny overrides per config class (most specific first); variants keep their depth.
 TINY: list[tuple[type, dict]] = [
     (
         AnySensorConfig,
-        {"dim": 32, "depth": 1, "heads": 2, "dim_head": 8, "patch_size": 4, "raster": {"size_px": 8}},
+        {**TINY_VIT, "raster": {"size_px": 8}},
     ),
     (AtomizerConfig, {**TINY_PERCEIVER, "atom_dim": 16, "tokenizer": TINY_TOKENIZER}),
     (PerceiverBaselineConfig, {**TINY_PERCEIVER, "fourier_bands": 3, "layout": LAYOUT}),

@@ -1,4 +1,4 @@
-"""Common part of the wavelength-conditioned "any-sensor" baselines: DOFA, Panopticon, Copernicus-FM.
+"""Common part of the wavelength-conditioned any-sensor baselines: DOFA, Panopticon, Copernicus-FM.
 
 Unlike the fixed-layout baselines (:mod:`atomizer.models.baselines`), these read ONLY the bands an
 input has: the batch's band table becomes the raster's channels (one channel per distinct band
@@ -152,7 +152,7 @@ class AnySensorModel(nn.Module):
         return int(self.head.in_features)
 
     # --- input --------------------------------------------------------------------------------
-    def layout(self, channels: tuple[Band, ...]) -> RasterLayout:
+    def layout_for(self, channels: tuple[Band, ...]) -> RasterLayout:
         """The rasteriser of one channel table (built once per distinct table)."""
         key = tuple(b.identity for b in channels)
         if key not in self._layouts:
@@ -166,7 +166,7 @@ class AnySensorModel(nn.Module):
         """The batch's raster over its own bands (no gradient: the input is data)."""
         channels = raster_channels(batch.bands) or batch.bands
         with torch.no_grad():
-            return self.layout(channels).rasterize(batch), channels
+            return self.layout_for(channels).rasterize(batch), channels
 
     # --- model ----------------------------------------------------------------------------------
     def embed_group(self, values: Tensor, channels: tuple[Band, ...]) -> Tensor:

@@ -116,8 +116,8 @@ def scene_metadata(batch: AtomBatch) -> tuple[Tensor, Tensor, Tensor]:
             continue
         when = s.datetime if s.datetime.tzinfo else s.datetime.replace(tzinfo=dt.timezone.utc)
         days.append((when - _EPOCH).total_seconds() / 86400.0)
-    as_tensor = lambda v: torch.tensor(v, dtype=torch.float64, device=batch.value.device)  # noqa: E731
-    return as_tensor(lon), as_tensor(lat), as_tensor(days)
+    device = batch.value.device
+    return tuple(torch.tensor(v, dtype=torch.float64, device=device) for v in (lon, lat, days))
 
 
 class CopernicusFMModel(AnySensorModel):

@@ -74,7 +74,7 @@ class ChannelAttention(nn.Module):
         self.to_v = nn.Linear(dim, dim, bias=False)
 
     def forward(self, tokens: Tensor, mask: Tensor) -> Tensor:
-        """``tokens (N, C, dim)``, ``mask (N, C)`` (True: a channel the input has) -> ``(N, dim)``."""
+        """``tokens (N, C, dim)``, ``mask (N, C)`` (True: a channel present) -> ``(N, dim)``."""
         N = tokens.shape[0]
         q = rearrange(self.query.expand(N, -1, -1), "n q (h d) -> n h q d", h=self.heads)
         k = rearrange(self.to_k(tokens), "n c (h d) -> n h c d", h=self.heads)

@@ -1,4 +1,4 @@
-"""Sweeps: a trained experiment's models tested along one axis (the Atomizer paper's Tables 2 and 3).
+"""Sweeps: an experiment's trained models tested along one axis (the paper's Tables 2 and 3).
 
 An experiment config may name sweeps; each is a base test modality and a list of points that set
 its GSD and / or size::
