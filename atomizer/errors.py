@@ -83,3 +83,11 @@ class ModalityError(AtomizerError):
 
 class OutputError(AtomizerError):
     """An output path cannot be written."""
+
+
+class DocumentError(AtomizerError):
+    """A document read from outside (JSON, YAML) cannot be read or parsed, or is not the expected shape."""
+
+
+class LimitError(AtomizerError):
+    """An input asks for more work or memory than a documented limit allows (see ``atomizer.limits``)."""

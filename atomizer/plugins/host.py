@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "atomizer.encoders.plugin",
     "atomizer.models.plugin",
     "atomizer.pretrain.plugin",
+    "atomizer.data.plugin",
 )
 
 T = TypeVar("T")
@@ -310,6 +311,10 @@ class PluginHost:
         return self._components("register_models", "model")
 
     @property
+    def datasets(self) -> ComponentRegistry:
+        return self._components("register_datasets", "dataset")
+
+    @property
     def metadata_encoders(self) -> ComponentRegistry:
         return self._components("register_metadata_encoders", "metadata encoder")
 
@@ -333,7 +338,7 @@ class PluginHost:
         """Every plugin and what it registered (fills all registries first)."""
         self.load_entrypoints()
         self.sensor_registry(strict=False)
-        for prop in ("readers", "encoders", "models", "metadata_encoders"):
+        for prop in ("readers", "encoders", "models", "metadata_encoders", "datasets"):
             getattr(self, prop)
         return list(self.records.values())
 

@@ -47,7 +47,11 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Which dataset, where it lives, and loader options passed through to it."""
 
-    dataset: str = Field(min_length=1, description="Dataset name, e.g. indian-pines, bigearthnet.")
+    dataset: str = Field(
+        min_length=1,
+        description="A registered dataset: indian-pines, bigearthnet, eurosat, earthlib or a "
+        "plugin's (atomizer plugins lists them).",
+    )
     path: str | None = Field(
         default=None, description="Dataset root (relative paths are relative to the config file)."
     )
