@@ -25,8 +25,9 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from atomizer.config import StrictModel
 from atomizer.data.modality import Modality
 
 SWEEP_DIR_PREFIX = "sweep-"
@@ -34,18 +35,14 @@ X_UNITS = {"gsd_m": "m", "size_px": "px"}
 X_TITLES = {"gsd_m": "test GSD (m / pixel)", "size_px": "test input size (pixels)"}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SweepPoint(_Strict):
+class SweepPoint(StrictModel):
     """One point: the GSD and / or size of the test modality there."""
 
     gsd_m: float | None = Field(default=None, gt=0)
     size_px: int | None = Field(default=None, gt=0)
 
 
-class SweepConfig(_Strict):
+class SweepConfig(StrictModel):
     """A base test modality swept along ``x`` (its GSD or its size in pixels)."""
 
     description: str | None = None
