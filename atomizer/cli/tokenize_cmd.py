@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from atomizer.cli.output import console, echo_json, ensure_writable
+from atomizer.cli.output import console, echo_json
+from atomizer.io import check_output
 
 #: Scenes with more pixels than this (all bands together) get a progress bar.
 PROGRESS_MIN_PIXELS = 4_000_000
@@ -113,6 +114,9 @@ def _caption(report: Any, output: Path | None) -> str:
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path), help="Write the atoms to this .atoms file."
 )
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the output even when it is a symbolic link."
+)
 @click.option("--bbox", help="Only atoms inside W,S,E,N (degrees, WGS84).")
 @click.option(
     "--window",
@@ -123,6 +127,11 @@ def _caption(report: Any, output: Path | None) -> str:
     "--bands",
     help="STAC: bands to read (B04,B03,...). GeoTIFF: the spec band of each file band, in "
     "file order ('-' skips one).",
+)
+@click.option(
+    "--mask",
+    help="STAC: drop atoms the item's quality layer flags, e.g. cloud,shadow (the sensor spec "
+    "names the layer and its classes or bits).",
 )
 @click.option(
     "--reader", "reader_name", help="Reader to use (default: chosen by the source's suffix)."
@@ -147,9 +156,11 @@ def tokenize(
     source: str,
     sensor_id: str | None,
     output: Path | None,
+    overwrite: bool,
     bbox: str | None,
     pixel_window: str | None,
     bands: str | None,
+    mask: str | None,
     reader_name: str | None,
     encode_config: Path | None,
     as_json: bool,
@@ -162,22 +173,26 @@ def tokenize(
     """
     from atomizer.readers import LonLatBBox, PixelWindow, ReaderWarning, ReadOptions, reader_for
     from atomizer.readers.base import parse_band_list
-    from atomizer.sensors import get_sensor
+    from atomizer.sensors import resolve_sensor
 
     host = obj.host
     if encode_config is not None and output is None:
         raise click.UsageError(
             "--encode writes token features into the .atoms file: give -o OUT.atoms"
         )
+    inputs = [source, sensor_id, encode_config]
     if output is not None:
-        ensure_writable(output)  # fail before any work
+        check_output(output, inputs=inputs, overwrite=overwrite)  # fail before any work
     tokenizer = None
     if encode_config is not None:
         from atomizer.encoders import Tokenizer
 
         tokenizer = Tokenizer.from_config(encode_config, host=host)
+    from atomizer.readers.quality import parse_mask_names
+
+    mask_names = parse_mask_names(mask)
     reader = reader_for(source, host.readers, name=reader_name)
-    spec = get_sensor(sensor_id, host=host) if sensor_id else None
+    spec = resolve_sensor(sensor_id, host.sensors) if sensor_id else None
     options = ReadOptions(
         bbox=LonLatBBox.parse(bbox) if bbox else None,
         window=PixelWindow.parse(pixel_window) if pixel_window else None,
@@ -200,8 +215,20 @@ def tokenize(
     for w in others:  # not ours: back to the normal warnings machinery
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     atoms, report = reading
+    if mask_names:
+        from atomizer.readers.quality import mask_item_atoms
+
+        atoms, n_masked = mask_item_atoms(
+            source, atoms, spec or host.sensors.get(report.sensor_id), mask_names,
+            report.reference_centre_m,
+        )
+        report.warnings.append(f"--mask {','.join(mask_names)}: {n_masked:,} atoms dropped")
+        report.n_atoms, report.nbytes = len(atoms), atoms.nbytes
     if output is not None:
         from atomizer.atoms.io import save_atoms
+
+        # the item's assets are inputs too (known only now; nothing is written yet)
+        check_output(output, inputs=[*inputs, *(b.href for b in report.bands)], overwrite=overwrite)
 
         extra = None
         if tokenizer is not None:
