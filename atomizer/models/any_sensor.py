@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from atomizer.atoms.batch import AtomBatch
 from atomizer.models.attention import TransformerLayer
-from atomizer.models.config import ModelConfig, StrictConfig, make_config
+from atomizer.config import StrictModel
+from atomizer.models.config import ModelConfig, make_config
 from atomizer.models.rasterize import Raster, RasterLayout, layout_for_bands
 from atomizer.sensors.spec import Band
 
@@ -32,7 +33,7 @@ from atomizer.sensors.spec import Band
 SINCOS_BASE = 10000.0
 
 
-class RasterGridConfig(StrictConfig):
+class RasterGridConfig(StrictModel):
     """The raster grid of an any-sensor model (its channels are the input's own bands)."""
 
     size_px: int = Field(default=8, ge=1, description="Raster side in pixels.")
