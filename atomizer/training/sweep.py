@@ -178,7 +178,7 @@ def plot(results: Any, name: str, path: str | Path) -> Path:
         means = [cells[c].mean for c in labels]
         stds = [0.0 if math.isnan(cells[c].std) else cells[c].std for c in labels]
         ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=model)
-    ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    ax.set_xticks(xs, [f"{x:.3g}" for x in xs])
     ax.set_xlabel(X_TITLES[sweep.x])
     ax.set_ylabel(f"{config.main_metric} (%)")
     ax.set_title(f"{config.name}: sweep {name} on {sweep.modality.label}", fontsize=9)
