@@ -236,8 +236,14 @@ def evaluate_command(
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the results JSON instead of the table."
 )
+@click.option(
+    "--sweep",
+    metavar="NAME",
+    help="Test along the config's sweep NAME (GSD or size) instead of the test modalities; "
+    "writes OUTPUT/sweep-NAME/results.{md,json,png}.",
+)
 @click.pass_obj
-def run_command(obj, config, overrides, output, device, as_json) -> None:
+def run_command(obj, config, overrides, output, device, as_json, sweep) -> None:
     """Train every model with every seed, test every unseen modality, write the comparison table.
 
     Writes results.md, results.json and results.png into the output folder; finished runs are
@@ -252,6 +258,9 @@ def run_command(obj, config, overrides, output, device, as_json) -> None:
     if device is not None:
         cfg = cfg.model_copy(update={"device": device})
     log = (lambda m: click.echo(m, err=True)) if not as_json else None
+    if sweep is not None:
+        _run_sweep(obj, cfg, sweep, as_json, log)
+        return
     results = run_experiment(cfg, host=obj.host, progress=_progress(), log=log)
     paths = write_report(results, cfg.output_dir)
     if as_json:
@@ -261,6 +270,21 @@ def run_command(obj, config, overrides, output, device, as_json) -> None:
     for row, notes in results.notes.items():
         for column, text in notes.items():
             click.echo(f"note: {row} on {column}: {text}")
+    click.echo(f"wrote {paths['markdown']}, {paths['json']}, {paths['plot']}")
+
+
+def _run_sweep(obj, cfg, name, as_json, log) -> None:
+    import json as json_lib
+
+    from atomizer.training import sweep as sweeps
+
+    sweeps.sweep_of(cfg, name)  # an unknown sweep fails before any training
+    results = sweeps.run_sweep(cfg, name, host=obj.host, progress=_progress(), log=log)
+    paths = sweeps.write_sweep_report(results, name)
+    if as_json:
+        click.echo(json_lib.dumps(sweeps.to_json(results, name), indent=2, allow_nan=True))
+        return
+    click.echo(sweeps.markdown(results, name))
     click.echo(f"wrote {paths['markdown']}, {paths['json']}, {paths['plot']}")
 
 
