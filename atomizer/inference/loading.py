@@ -69,6 +69,7 @@ def load_inference_model(
     record = record_path(path)
     meta = read_meta(record)
     meta.pop("_path", None)
+    check_package(meta, record)
     if meta.get("kind") == PRETRAIN_KIND:
         if need_head:
             raise CheckpointError(
@@ -81,21 +82,38 @@ def load_inference_model(
             raise CheckpointError(f"{record}: no image_encoder name / config; it cannot be rebuilt")
         state = load_checkpoint(record).model_state
         state = {k[len(ENCODER_PREFIX) :]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
-        model = _build(enc["name"], enc["config"], state, host, record)
+        model = build_with_weights(enc["name"], enc["config"], state, host, record)
         return InferenceModel(
             model.to(device).eval(), enc["name"], str(record), None, (), meta
         )
     name, cfg = meta.get("model_name"), meta.get("model_config")
     if name is None or cfg is None:
         raise CheckpointError(f"{record}: no model_name / model_config; it cannot be rebuilt")
-    model = _build(name, cfg, load_checkpoint(record).model_state, host, record)
+    model = build_with_weights(name, cfg, load_checkpoint(record).model_state, host, record)
     task = cfg.get("task") or (meta.get("experiment") or {}).get("task", {}).get("type")
     n_classes = int(cfg.get("num_classes", 0))
     names = tuple(meta.get("class_names") or class_names_of(meta.get("experiment"), n_classes))
     return InferenceModel(model.to(device).eval(), name, str(record), task, names, meta)
 
 
-def _build(name: str, cfg: dict[str, Any], state: dict[str, Any], host: Any, record: Path) -> Any:
+def check_package(meta: dict[str, Any], record: Path) -> None:
+    """:class:`CheckpointError` for a package record of another package format version."""
+    from atomizer.inference.package import PACKAGE_FORMAT, PACKAGE_VERSION
+
+    pkg = meta.get("package")
+    if pkg is None:
+        return
+    if not isinstance(pkg, dict) or pkg.get("format") != PACKAGE_FORMAT:
+        raise CheckpointError(f"{record}: the package section is not an {PACKAGE_FORMAT} record")
+    if pkg.get("version") != PACKAGE_VERSION:
+        raise CheckpointError(
+            f"{record}: model package version {pkg.get('version')} (exported with atomizer "
+            f"{pkg.get('exported_with', '?')}) is not the version {PACKAGE_VERSION} this atomizer "
+            "reads; export the checkpoint again with this version"
+        )
+
+
+def build_with_weights(name: str, cfg: dict[str, Any], state: dict[str, Any], host: Any, record: Path) -> Any:
     from atomizer.models import build_model
 
     model = build_model(name, dict(cfg), host=host)
