@@ -153,8 +153,16 @@ def embed_sources(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Embed every chip of every source into one GeoParquet at ``output``; returns a summary."""
-    if model.feature_dim is None and not hasattr(model.model, "encode"):
+    if not hasattr(model.model, "encode"):
         raise AtomizerError(f"{model.source}: the model has no encode(); it cannot embed chips")
+    import importlib.util
+
+    missing = [m for m in ("geopandas", "pyarrow") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise AtomizerError(
+            f"embed writes GeoParquet, which needs {' and '.join(missing)}; install them with "
+            "pip install 'atomizer[inference]'"
+        )
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
     for src in sources:
