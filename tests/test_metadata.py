@@ -254,7 +254,7 @@ def test_encoder_params_are_strict_and_registered(host) -> None:
         TabularMetadataEncoder(width=10, heads=3)
     with pytest.raises(EncoderError, match="unknown metadata fields"):
         TabularMetadataEncoder(fields=["gsd_m", "colour"])
-    with pytest.raises(EncoderError, match="vocab: Extra inputs"):
+    with pytest.raises(EncoderError, match="vocab: unknown key 'vocab'"):
         TextMetadataEncoder(vocab="bert")
     assert {"tabular", "text"} <= set(host.metadata_encoders.names())
     enc = host.metadata_encoders.get("tabular")(

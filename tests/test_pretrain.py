@@ -340,8 +340,12 @@ def test_config_is_strict_and_overridable(tmp_path, monkeypatch) -> None:
     assert resolve_data_root(cfg, tmp_path) == tmp_path / "elsewhere"
     with pytest.raises(ConfigError, match="KEY.PATH=VALUE"):
         load_config(p, ["optim.epochs"])
-    with pytest.raises(ConfigError, match="chip_px"):
-        load_config(p, ["data.sources.0.chip_px=0"])
+    with pytest.raises(ConfigError, match=rf"^{p}:6: data.sources\[0\].chip_px: Input should be"):
+        load_config(p, ["data.sources.0.chip_px=0"])  # FILE:LINE: key path, like every config
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(p.read_text() + "optim: {epohcs: 3}\n")
+    with pytest.raises(ConfigError, match=rf"^{typo}:7: optim.epohcs: unknown key 'epohcs'; did you mean 'epochs'\?"):
+        load_config(typo)
 
 
 def test_overrides_behave_as_in_training_configs(tmp_path) -> None:

@@ -98,8 +98,8 @@ def test_config_from_yaml_file_round_trips(tmp_path, host):
 @pytest.mark.parametrize(
     "config, match",
     [
-        ({**ALL_PARTS, "colour": {"name": "x"}}, r"colour: unknown key; allowed keys: value"),
-        ({"position": ALL_PARTS["position"]}, r"value: Field required"),
+        ({**ALL_PARTS, "colour": {"name": "x"}}, r"colour: unknown key 'colour'"),
+        ({"position": ALL_PARTS["position"]}, r"value: required key 'value' is missing; add it"),
         ({"value": {"name": "fourier_valeu"}}, r"value: unknown encoder 'fourier_valeu'; closest: fourier_value"),
         ({"value": {"name": "fourier_value", "num_band": 3}}, r"no parameter 'num_band'; it accepts: num_bands"),
         ({"value": {"name": "fourier_value", "num_bands": 0}}, r"value: fourier_value: num_bands"),

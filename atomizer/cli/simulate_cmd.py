@@ -27,7 +27,7 @@ def _split_bands(values: tuple[str, ...]) -> list[str] | None:
 def _load_source(source: str, source_sensor: str | None, host: Any) -> dict[str, Any]:
     """``{"kind": "cube"|"library", "values", "table", "scene", ...}`` for the SOURCE argument."""
     from atomizer.atoms.atomset import SceneMeta
-    from atomizer.simulate.api import resolve_sensor
+    from atomizer.plugins.host import sensor_spec
     from atomizer.simulate.spectral import SpectralTable
 
     if source.lower() in BUILTIN_SOURCES:
@@ -51,7 +51,7 @@ def _load_source(source: str, source_sensor: str | None, host: Any) -> dict[str,
             values = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DatasetError(f"cannot read {path}: {exc}") from None
-        table = SpectralTable.from_spec(resolve_sensor(source_sensor, host))
+        table = SpectralTable.from_spec(sensor_spec(source_sensor, host))
         if values.ndim not in (2, 3):
             raise SimulationError(
                 f"{path}: expected a (height, width, channels) cube or an (n, channels) library, "
@@ -154,8 +154,8 @@ def simulate(
         SimulationWarning,
         Simulator,
         atoms_from_planes,
-        resolve_sensor,
     )
+    from atomizer.sensors import resolve_sensor
     from atomizer.simulate.spectral import MIN_RESPONSE_COVERAGE
 
     suffix = output.suffix.lower()
@@ -171,7 +171,7 @@ def simulate(
                 f"{when!r} is not an ISO date / time", param_hint="--datetime"
             ) from None
     names = _split_bands(bands)
-    target = resolve_sensor(sensor, obj.host)
+    target = resolve_sensor(sensor, obj.host.sensors)
     src = _load_source(source, source_sensor, obj.host)
     allowed = CUBE_SUFFIXES if src["kind"] == "cube" else LIBRARY_SUFFIXES
     if suffix not in allowed:

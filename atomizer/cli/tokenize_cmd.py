@@ -162,7 +162,7 @@ def tokenize(
     """
     from atomizer.readers import LonLatBBox, PixelWindow, ReaderWarning, ReadOptions, reader_for
     from atomizer.readers.base import parse_band_list
-    from atomizer.sensors import get_sensor
+    from atomizer.sensors import resolve_sensor
 
     host = obj.host
     if encode_config is not None and output is None:
@@ -177,7 +177,7 @@ def tokenize(
 
         tokenizer = Tokenizer.from_config(encode_config, host=host)
     reader = reader_for(source, host.readers, name=reader_name)
-    spec = get_sensor(sensor_id, host=host) if sensor_id else None
+    spec = resolve_sensor(sensor_id, host.sensors) if sensor_id else None
     options = ReadOptions(
         bbox=LonLatBBox.parse(bbox) if bbox else None,
         window=PixelWindow.parse(pixel_window) if pixel_window else None,

@@ -164,23 +164,24 @@ def evaluate_command(
     """
     from pydantic import ValidationError
 
+    from atomizer.config import render_errors
     from atomizer.data.modality import Modality
     from atomizer.inference.loading import record_path
     from atomizer.errors import ConfigError
+    from atomizer.sensors.resolve import is_spec_path
     from atomizer.training.checkpoint import read_meta
-    from atomizer.training.config import apply_overrides, is_spec_file, validate_config
+    from atomizer.training.config import apply_overrides, validate_config
     from atomizer.training.runner import evaluate_checkpoint, experiment_of
 
     checkpoint = record_path(checkpoint)  # a model package folder -> its checkpoint record
     band_list = tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else None
     try:
         modality = Modality(sensor=sensor, bands=band_list, gsd_m=gsd, size_px=size, name=name)
-        if name is None and is_spec_file(sensor):  # label a spec file by its name, not its path
+        if name is None and is_spec_path(sensor):  # label a spec file by its name, not its path
             short = Modality(sensor=Path(sensor).stem, bands=band_list, gsd_m=gsd, size_px=size)
             modality = modality.model_copy(update={"name": short.label})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"--modality: {problems}") from None
+        raise ConfigError("\n".join(render_errors(exc, model=Modality, origin="--modality"))) from None
     cfg = None
     if config_path is not None:
         cfg = _load(obj, config_path, overrides)

@@ -42,12 +42,22 @@ from atomizer.data.modality import Modality
 from atomizer.data.splits import DEFAULT_FRACTIONS, stratified_split
 from atomizer.errors import DatasetError
 from atomizer.sensors.spec import SensorSpec
-from atomizer.simulate.api import BandRasters, resolve_sensor
+from atomizer.plugins.host import host_or_builtin
+from atomizer.sensors.resolve import resolve_sensor
+from atomizer.simulate.api import BandRasters
 
 BAND_NAMES = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 REFLECTANCE_SCALE = 1e-4
 PATCH_SIZE_M = 1200.0
-SENSOR_BY_PREFIX = {"S2A": "sentinel2a", "S2B": "sentinel2b"}
+#: The sensor of a patch whose name does not start with a sensor id or alias (``S2A_...``).
+DEFAULT_SENSOR = "sentinel2a"
+
+
+def patch_sensor(name: str, sensors: Any, *, suffix: str = "") -> SensorSpec:
+    """The spec of the satellite a patch name starts with, looked up as a sensor id or alias:
+    ``S2B_MSIL2A_...`` -> ``s2b`` (+ ``suffix``, e.g. ``-l2a``); Sentinel-2A when it names none."""
+    ref = name.split("_", 1)[0] + suffix
+    return resolve_sensor(ref if ref in sensors else DEFAULT_SENSOR + suffix, sensors)
 METADATA_FILES = ("metadata.parquet", "metadata.csv")
 LABELS_SUFFIX = "_labels_metadata.json"
 
@@ -225,15 +235,13 @@ class BigEarthNet(AtomDataset):
 
     def spec_for(self, name: str) -> SensorSpec:
         """The sensor spec whose band metadata a patch's atoms carry."""
-        key = (
-            self._sensor
-            if self._sensor is not None
-            else SENSOR_BY_PREFIX.get(name[:3], "sentinel2a")
-        )
-        if isinstance(key, SensorSpec):
-            return key
+        if isinstance(self._sensor, SensorSpec):
+            return self._sensor
+        key = self._sensor if self._sensor is not None else name.split("_", 1)[0]
         if key not in self._specs:
-            self._specs[key] = resolve_sensor(key, self.host)
+            sensors = host_or_builtin(self.host).sensors
+            self._specs[key] = (resolve_sensor(key, sensors) if self._sensor is not None
+                                else patch_sensor(name, sensors))
         return self._specs[key]
 
     def label_names(self, index: int) -> tuple[str, ...]:

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from atomizer.config import StrictModel
 from atomizer.errors import ModalityError
 from atomizer.sensors.spec import SensorSpec
 
 
-class Modality(BaseModel):
+class Modality(StrictModel):
     """Sensor + bands + GSD + size: what a model sees (strict, frozen)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, str_strip_whitespace=True)
+    model_config = ConfigDict(strict=True)
 
     sensor: str = Field(
         min_length=1, description="Sensor spec id / alias, or a path to a YAML spec."
@@ -70,9 +71,9 @@ class Modality(BaseModel):
 
     def spec(self, host: Any = None) -> SensorSpec:
         """The sensor spec, resolved by id / alias or read from the YAML file."""
-        from atomizer.simulate.api import resolve_sensor
+        from atomizer.plugins.host import sensor_spec
 
-        return resolve_sensor(self.sensor, host)
+        return sensor_spec(self.sensor, host)
 
     def band_names(self, spec: SensorSpec) -> list[str]:
         """The modality's bands as the spec names them (checked against the spec)."""

@@ -23,9 +23,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from atomizer.config import StrictModel, validate_config
+from atomizer.documents import YamlDocument, read_yaml
 from atomizer.encoders.spectral import DEFAULT_LAYOUT_NM
 from atomizer.errors import EncoderError
 
@@ -73,10 +74,8 @@ class EncoderSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
-class TokenizerConfig(BaseModel):
+class TokenizerConfig(StrictModel):
     """Encoders of each token part (``None`` leaves a part out) and the output dtype."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     value: EncoderSpec
     position: EncoderSpec | None = None
@@ -90,41 +89,21 @@ class TokenizerConfig(BaseModel):
         """From a YAML path, a mapping, or a config (``None``: :data:`DEFAULT_CONFIG`)."""
         if isinstance(source, TokenizerConfig):
             return source
-        origin = "tokenizer config"
+        doc: YamlDocument | None = None
         if source is None:
             data: Any = default_config()
         elif isinstance(source, Mapping):
             data = _plain(source)
         else:
-            path = Path(source)
-            origin = str(path)
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise EncoderError(f"{path}: no such tokenizer config file; check the path") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise EncoderError(f"{path}: cannot read the tokenizer config ({exc})") from None
-            except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-                raise EncoderError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+            doc = read_yaml(Path(source), what="tokenizer config file", error=EncoderError)
+            data = doc.data
             if not isinstance(data, Mapping):
                 raise EncoderError(
-                    f"{path}: a tokenizer config is a mapping of parts ({', '.join(PART_NAMES)}) "
-                    "to encoders; this file holds something else"
+                    f"{doc.origin}:1: a tokenizer config is a mapping of parts "
+                    f"({', '.join(PART_NAMES)}) to encoders; this file holds something else"
                 )
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            lines = []
-            for err in exc.errors(include_url=False):
-                loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-                if err["type"] == "extra_forbidden":
-                    msg = f"unknown key; allowed keys: {', '.join([*PART_NAMES, 'dtype'])}"
-                else:
-                    msg = err["msg"]
-                lines.append(f"{origin}: {loc}: {msg}")
-            raise EncoderError("\n".join(lines)) from None
+        return validate_config(cls, data, doc, origin=None if doc else "tokenizer config",
+                               error=EncoderError, what="tokenizer config")
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML-ready dict that :meth:`load` reads back into an equal config."""

@@ -183,9 +183,9 @@ class Tokenizer(nn.Module):
     def __init__(self, config: TokenizerConfig, *, host: Any = None) -> None:
         super().__init__()
         if host is None:
-            from atomizer.plugins.host import default_host
+            from atomizer.plugins.host import builtin_host
 
-            host = default_host()
+            host = builtin_host()
         self.config = config
         self.dtype = _DTYPES[config.dtype]
         self._encoders: dict[str, Any] = {}

@@ -51,9 +51,9 @@ def resolve_layout(config: RasterLayoutConfig, *, host=None) -> RasterLayoutConf
     """
     if config.bands is not None:
         return config
-    from atomizer.sensors import get_sensor
+    from atomizer.plugins.host import sensor_spec
 
-    spec = get_sensor(config.sensor, host)
+    spec = sensor_spec(config.sensor, host)
     names = config.sensor_bands or spec.band_names
     bands = []
     for name in names:

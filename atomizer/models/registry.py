@@ -59,10 +59,9 @@ def build_model(
     Unknown names raise :class:`~atomizer.errors.PluginError` (with the closest known names); bad
     configs raise :class:`~atomizer.errors.ConfigError` listing every problem.
     """
-    if host is None:
-        from atomizer.plugins.host import default_host
+    from atomizer.plugins.host import host_or_builtin
 
-        host = default_host()
+    host = host_or_builtin(host)  # None: atomizer's own models only, whatever the environment
     factory = host.models.get(name)
     params = dict(config or {})
     if isinstance(factory, ModelFactory):

@@ -1,7 +1,7 @@
 """The hooks atomizer calls. A plugin implements any of them with ``@atomizer.hookimpl``.
 
 Every hook receives a ``register`` callback (or the CLI group) and returns nothing; built-in
-sensors, readers, encoders and models are registered through these same hooks.
+sensors, readers, encoders, models and datasets are registered through these same hooks.
 """
 
 from __future__ import annotations
@@ -42,6 +42,17 @@ def register_models(register):
     """Register model variants (the Atomizer and baselines).
 
     :param register: call ``register(name, factory)``; ``factory(**params)`` returns a model.
+    """
+
+
+@hookspec
+def register_datasets(register):
+    """Register datasets, chosen by name in experiment configs (``data: {dataset: NAME}``).
+
+    :param register: call ``register(name, factory)``; ``factory`` is a
+        ``atomizer.data.registry.DatasetFactory`` or any callable
+        ``factory(data, *, split, modality, host, cache)`` returning a dataset of
+        ``(AtomSet, label)`` pairs.
     """
 
 

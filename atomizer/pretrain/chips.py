@@ -312,7 +312,7 @@ def bigearthnet_chips(folder: Path, source: ChipSourceConfig, host: Any) -> list
     Patches are read by :class:`atomizer.data.bigearthnet.BigEarthNet`; atoms carry the bands of
     ``source.sensor`` or of the patch's own satellite (``sentinel2a-l2a`` / ``sentinel2b-l2a``).
     """
-    from atomizer.data.bigearthnet import BAND_NAMES, LABELS_SUFFIX, SENSOR_BY_PREFIX, BigEarthNet
+    from atomizer.data.bigearthnet import BAND_NAMES, LABELS_SUFFIX, BigEarthNet, patch_sensor
 
     # file-name order (B8A last), as the chips have always had: the augmentations draw atoms by
     # index, so another order would change every pretraining run
@@ -320,8 +320,8 @@ def bigearthnet_chips(folder: Path, source: ChipSourceConfig, host: Any) -> list
     dataset = BigEarthNet(folder, layout="v1", bands=wanted, host=host)
     out = []
     for i, patch in enumerate(dataset.records):
-        sat = f"{SENSOR_BY_PREFIX.get(patch.name[:3], 'sentinel2a')}-l2a"
-        spec = host.sensors.get(source.sensor or sat)
+        spec = (host.sensors.get(source.sensor) if source.sensor
+                else patch_sensor(patch.name, host.sensors, suffix="-l2a"))
         rasters = dataset.source(i)
         record = metadata_from_bigearthnet_json(patch.folder / f"{patch.name}{LABELS_SUFFIX}")
         for f in source.gsd_factors:

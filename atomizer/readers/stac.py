@@ -106,10 +106,10 @@ class StacReader:
         item = load_item(source)
         assets = asset_infos(item)
         if sensor is None:
-            if sensors is None:
-                from atomizer.plugins.host import default_host
+            if sensors is None:  # detect among atomizer's own sensors, whatever the environment
+                from atomizer.plugins.host import builtin_host
 
-                sensors = default_host().sensors
+                sensors = builtin_host().sensors
             sensor, how = detect_sensor(
                 item.properties, assets, sensors, source=label, item_id=item.id
             )

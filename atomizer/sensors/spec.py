@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from atomizer.config import StrictModel
 
 #: Valid centre wavelengths, in nm. Anything below is almost certainly micrometres (0.665) and
 #: anything above is outside the optical / thermal range this toolkit models.
@@ -48,11 +50,7 @@ COMMON_NAME_TOLERANCE_NM = 15.0
 Modality = Literal["optical", "thermal", "sar"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-class SpectralResponse(_Strict):
+class SpectralResponse(StrictModel):
     """A tabulated relative spectral response: ``value[i]`` at ``wavelength_nm[i]`` (ascending)."""
 
     wavelength_nm: list[float] = Field(min_length=2)
@@ -74,14 +72,14 @@ class SpectralResponse(_Strict):
         return self
 
 
-class BandStats(_Strict):
+class BandStats(StrictModel):
     """Normalisation statistics of a band's physical values (after scale/offset)."""
 
     mean: float
     std: float = Field(gt=0)
 
 
-class Band(_Strict):
+class Band(StrictModel):
     """One spectral band of a sensor."""
 
     name: str = Field(min_length=1, description="Band name as the agency writes it, e.g. B04.")
@@ -176,7 +174,7 @@ class Band(_Strict):
         return self.center_wavelength_nm + self.fwhm_nm / 2
 
 
-class StacHints(_Strict):
+class StacHints(StrictModel):
     """Values of STAC item properties that identify items of this sensor (case-insensitive)."""
 
     platform: list[str] = Field(default_factory=list)
@@ -184,10 +182,10 @@ class StacHints(_Strict):
     instruments: list[str] = Field(default_factory=list)
 
 
-class SensorSpec(_Strict):
+class SensorSpec(StrictModel):
     """A sensor: identity, provenance, STAC matching hints and its band table.
 
-    Build one from YAML through :func:`atomizer.sensors.load_spec_file` or the registry; a spec
+    Build one from YAML through :func:`atomizer.sensors.resolve_sensor` or the registry; a spec
     that ``extends:`` another is resolved by the registry before it becomes a ``SensorSpec``.
     """
 

@@ -41,13 +41,13 @@ def _config_fields(name: str, host: Any) -> set[str] | None:
 
 def default_layout(config: ExperimentConfig, host: Any) -> dict[str, Any]:
     """A raster layout over the union of the training modalities' bands (first sensor's spec)."""
-    from atomizer.sensors import get_sensor
+    from atomizer.plugins.host import sensor_spec
 
     first = config.train_modalities[0]
-    spec = get_sensor(first.sensor, host)
+    spec = sensor_spec(first.sensor, host)
     wanted: list[str] = []
     for m in config.train_modalities:
-        other = get_sensor(m.sensor, host)
+        other = sensor_spec(m.sensor, host)
         for name in m.band_names(other):
             band = other.band(name)
             try:
