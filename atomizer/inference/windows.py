@@ -70,15 +70,27 @@ class Window:
         return (xmin + xmax) / 2.0, (ymin + ymax) / 2.0
 
 
+def read_window(
+    source: str | Path, window: PixelWindow, *, sensor: Any, host: Any, reader: str | None
+) -> Any:
+    """The atoms of ``window`` of ``source`` (``sensor``: a spec, id or YAML path, or ``None`` to
+    detect it), through the reader that claims the source: a :class:`~atomizer.readers.Reading`."""
+    from atomizer.readers import reader_for
+    from atomizer.sensors import resolve_sensor
+
+    spec = resolve_sensor(sensor, host.sensors) if sensor is not None else None
+    chosen = reader_for(source, host.readers, name=reader)
+    return chosen.read(
+        source, sensor=spec, sensors=host.sensors if spec is None else None,
+        options=ReadOptions(window=window),
+    )
+
+
 def scene_geometry(source: str | Path, *, sensor: Any, host: Any, reader: str | None = None) -> SceneGeometry:
     """The grid of ``source``: one one-pixel read (band matching, CRS) plus each file's header."""
     import rasterio
 
-    from atomizer.readers import read_atoms
-
-    atoms, report = read_atoms(
-        source, sensor=sensor, host=host, reader=reader, options=ReadOptions(window=PixelWindow(0, 0, 1, 1))
-    )
+    atoms, report = read_window(source, PixelWindow(0, 0, 1, 1), sensor=sensor, host=host, reader=reader)
     if report.crs is None:
         raise WindowError(
             f"{source}: the image is not georeferenced; predict needs a CRS to place its map "
@@ -179,17 +191,17 @@ def iter_window_rows(
     """Per row of windows: the windows, each one's atoms (centred on it) and the blocks read."""
     from rasterio.warp import transform
 
-    from atomizer.readers import read_atoms
+    from atomizer.sensors import resolve_sensor
 
+    if sensor is not None:
+        sensor = resolve_sensor(sensor, host.sensors)  # a YAML file is read once, not per block
     for row in rows:
         atoms_out: list[AtomSet] = []
         blocks: list[AtomSet] = []
         for group in _block_groups(row):
             first, last = group[0], group[-1]
             pixel = PixelWindow(first.col_off, first.row_off, last.col_off + last.size_px - first.col_off, first.size_px)
-            block, _ = read_atoms(
-                source, sensor=sensor, host=host, reader=reader, options=ReadOptions(window=pixel)
-            )
+            block, _ = read_window(source, pixel, sensor=sensor, host=host, reader=reader)
             blocks.append(block)
             cx, cy = block.scene.extra["reference_centre_m"]
             centres = [w.centre for w in group]
