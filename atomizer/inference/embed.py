@@ -22,7 +22,12 @@ import numpy as np
 
 from atomizer.errors import AtomizerError, OutputError
 from atomizer.inference.loading import InferenceModel
-from atomizer.inference.windows import iter_window_rows, scene_geometry, window_grid
+from atomizer.inference.windows import (
+    bounded_gdal_cache,
+    iter_window_rows,
+    scene_geometry,
+    window_grid,
+)
 
 #: The embedding column of the table.
 EMBEDDING_COLUMN = "embedding"
@@ -166,10 +171,11 @@ def embed_sources(
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
     for src in sources:
-        records += embed_scene(
-            model, src, sensor=sensor, host=host, chip_m=chip_m, stride_m=stride_m,
-            batch_size=batch_size, device=device, reader=reader, progress=progress,
-        )
+        with bounded_gdal_cache():
+            records += embed_scene(
+                model, src, sensor=sensor, host=host, chip_m=chip_m, stride_m=stride_m,
+                batch_size=batch_size, device=device, reader=reader, progress=progress,
+            )
     write_embeddings(records, output, model=model)
     dim = len(records[0][EMBEDDING_COLUMN])
     return {"output": str(output), "chips": len(records), "dim": dim, "sources": len(sources),

@@ -25,6 +25,7 @@ from atomizer.inference.loading import InferenceModel
 from atomizer.inference.windows import (
     SceneGeometry,
     Window,
+    bounded_gdal_cache,
     covered_pixels,
     iter_window_rows,
     output_shape,
@@ -140,6 +141,18 @@ def predict_scene(
     """Predict ``source`` with ``model`` and write the map to ``output`` (see the module docstring)."""
     if not model.has_head:
         raise ModalityError(f"{model.source}: the model has no classification head; use embed")
+    with bounded_gdal_cache():
+        return _predict_scene(
+            model, source, output, sensor=sensor, host=host, chip_m=chip_m, stride_m=stride_m,
+            gsd_m=gsd_m, argmax=argmax, batch_size=batch_size, device=device, reader=reader,
+            progress=progress,
+        )
+
+
+def _predict_scene(model: InferenceModel, source: str | Path, output: str | Path, *, sensor: Any,
+                   host: Any, chip_m: float, stride_m: float, gsd_m: float | None, argmax: bool,
+                   batch_size: int, device: Any, reader: str | None,
+                   progress: Callable[[int, int], None] | None) -> PredictReport:
     started = time.perf_counter()
     geo = scene_geometry(source, sensor=sensor, host=host, reader=reader)
     rows = window_grid(geo, chip_m=chip_m, stride_m=stride_m)

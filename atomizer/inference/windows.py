@@ -25,6 +25,9 @@ from atomizer.readers.base import PixelWindow, ReadOptions
 
 #: Widest block (finest-grid pixels) read at once: bounds the memory of one read.
 MAX_BLOCK_PX = 2048
+#: GDAL's block cache (MB) while a scene is walked: GDAL's default (5% of RAM) would keep every
+#: block read and every map block written, so memory would grow with the scene's area.
+GDAL_CACHE_MB = 64
 #: Window weight at a window's very edge, relative to 1 at its centre (never 0, so that scene
 #: edges covered by one window only still get a value).
 EDGE_WEIGHT = 1e-3
@@ -160,6 +163,13 @@ def window_grid(geo: SceneGeometry, *, chip_m: float, stride_m: float) -> list[l
             ]
         )
     return rows
+
+
+def bounded_gdal_cache() -> Any:
+    """A rasterio environment whose GDAL block cache holds at most :data:`GDAL_CACHE_MB`."""
+    import rasterio
+
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
 
 
 def tent_weights(start: float, length: float, centres: np.ndarray) -> np.ndarray:
