@@ -5,8 +5,8 @@ Run from the project root::
     python benchmarks/predict.py [--out benchmarks/results/predict.json]
 
 The parent writes square crops of the tile (``../shared/data/s2_l2a_T29UNU_20221005_60m``, or the
-folder in ``ATOMIZER_SHARED_DATA``, or ``--data``) as tiled GeoTIFFs, one per band, each wrapped in a
-STAC item (the full tile too, so that every size is read the same way), and a randomly initialised
+folder in ``ATOMIZER_SHARED_DATA``, or ``--data``) as tiled GeoTIFFs, one per band, each wrapped in
+a STAC item (the full tile too, so that every size is read the same way), and a randomly initialised
 ``atomizer-tiny`` checkpoint (prediction cost does not depend on the weights). Each measurement runs
 in a fresh subprocess (one torch thread), which times only its work and reports its peak RSS:
 
@@ -40,7 +40,9 @@ KIB = 1024
 
 
 def _maxrss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else KIB)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
+        1 if sys.platform == "darwin" else KIB
+    )
 
 
 def _cpu_seconds() -> float:
@@ -73,9 +75,16 @@ def make_inputs(data: Path, tmp: Path) -> dict[str, Any]:
         for key, asset in list(item.assets.items()):
             with rasterio.open(asset.href) as src:
                 arr = src.read(1, window=window)
-                profile = {**src.profile, "driver": "GTiff", "width": side, "height": side,
-                           "transform": src.window_transform(window), "tiled": True,
-                           "blockxsize": 256, "blockysize": 256}
+                profile = {
+                    **src.profile,
+                    "driver": "GTiff",
+                    "width": side,
+                    "height": side,
+                    "transform": src.window_transform(window),
+                    "tiled": True,
+                    "blockxsize": 256,
+                    "blockysize": 256,
+                }
             profile.pop("compress", None)
             path = folder / f"{key}.tif"
             with rasterio.open(path, "w", **profile) as dst:
@@ -86,15 +95,20 @@ def make_inputs(data: Path, tmp: Path) -> dict[str, Any]:
         items[side] = str(folder / "item.json")
         item.save_object(dest_href=items[side], include_self_link=False)
     torch.manual_seed(0)
-    model = build_model("atomizer-tiny", {"num_classes": 10, "task": "multiclass"},
-                        host=PluginHost(load_entrypoints=False))
-    ckpt = save_checkpoint(tmp / "model", model_state=model.state_dict(),
-                           meta={"model_name": "atomizer-tiny",
-                                 "model_config": model.config.model_dump(mode="json")})
+    model = build_model(
+        "atomizer-tiny",
+        {"num_classes": 10, "task": "multiclass"},
+        host=PluginHost(load_entrypoints=False),
+    )
+    ckpt = save_checkpoint(
+        tmp / "model",
+        model_state=model.state_dict(),
+        meta={"model_name": "atomizer-tiny", "model_config": model.config.model_dump(mode="json")},
+    )
     return {"items": items, "checkpoint": str(ckpt)}
 
 
-# --- children ---------------------------------------------------------------------------------------
+# --- children ------------------------------------------------------------------------------
 def child(kind: str, item: str, checkpoint: str, out_dir: str) -> dict[str, Any]:
     import torch
 
@@ -109,25 +123,55 @@ def child(kind: str, item: str, checkpoint: str, out_dir: str) -> dict[str, Any]
 
         rss0 = _maxrss_bytes()
         c0, t0 = _cpu_seconds(), time.perf_counter()
-        report = predict_scene(model, item, Path(out_dir) / "map.tif", sensor=None, host=host,
-                               chip_m=CHIP_M, stride_m=STRIDE_M, batch_size=BATCH)
+        report = predict_scene(
+            model,
+            item,
+            Path(out_dir) / "map.tif",
+            sensor=None,
+            host=host,
+            chip_m=CHIP_M,
+            stride_m=STRIDE_M,
+            batch_size=BATCH,
+        )
         wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
-        return {"kind": kind, "wall_s": wall, "cpu_s": cpu, "n_atoms": report.n_atoms,
-                "n_windows": report.n_windows, "area_km2": report.area_km2,
-                "model_s": report.model_seconds, "rss_after_setup": rss0, "peak_rss": _maxrss_bytes()}
+        return {
+            "kind": kind,
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "n_atoms": report.n_atoms,
+            "n_windows": report.n_windows,
+            "area_km2": report.area_km2,
+            "model_s": report.model_seconds,
+            "rss_after_setup": rss0,
+            "peak_rss": _maxrss_bytes(),
+        }
     from atomizer.inference.windows import iter_window_rows, scene_geometry, window_grid
     from atomizer.training.evaluate import evaluate_model
 
     geo = scene_geometry(item, sensor=None, host=host)
     rows = window_grid(geo, chip_m=CHIP_M, stride_m=STRIDE_M)
-    chips = [c for _, cs, _ in iter_window_rows(item, geo, rows, sensor=None, host=host) for c in cs]
+    chips = [
+        c for _, cs, _ in iter_window_rows(item, geo, rows, sensor=None, host=host) for c in cs
+    ]
     dataset = [(c, 0) for c in chips if len(c)]
     c0, t0 = _cpu_seconds(), time.perf_counter()
-    evaluate_model(model.model, dataset, task="multiclass", num_classes=10,
-                   metrics=["overall_accuracy"], batch_size=BATCH)
+    evaluate_model(
+        model.model,
+        dataset,
+        task="multiclass",
+        num_classes=10,
+        metrics=["overall_accuracy"],
+        batch_size=BATCH,
+    )
     wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
-    return {"kind": kind, "wall_s": wall, "cpu_s": cpu, "n_atoms": sum(len(c) for c, _ in dataset),
-            "n_windows": len(chips), "peak_rss": _maxrss_bytes()}
+    return {
+        "kind": kind,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "n_atoms": sum(len(c) for c, _ in dataset),
+        "n_windows": len(chips),
+        "peak_rss": _maxrss_bytes(),
+    }
 
 
 def run_child(kind: str, item: str, checkpoint: str, tmp: Path) -> dict[str, Any]:
@@ -152,13 +196,26 @@ def main() -> None:
         inputs = make_inputs(args.data, tmp)
         runs = {}
         for side in SIDES_PX:
-            runs[f"predict-{side}"] = run_child("predict", inputs["items"][side], inputs["checkpoint"], tmp)
+            runs[f"predict-{side}"] = run_child(
+                "predict", inputs["items"][side], inputs["checkpoint"], tmp
+            )
             print(side, runs[f"predict-{side}"], file=sys.stderr)
-        runs["evaluate-915"] = run_child("evaluate", inputs["items"][915], inputs["checkpoint"], tmp)
+        runs["evaluate-915"] = run_child(
+            "evaluate", inputs["items"][915], inputs["checkpoint"], tmp
+        )
     summary = summarise(runs)
-    result = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "torch_threads": 1}, "chip_m": CHIP_M, "stride_m": STRIDE_M,
-              "batch_size": BATCH, "runs": runs, "summary": summary}
+    result = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "torch_threads": 1,
+        },
+        "chip_m": CHIP_M,
+        "stride_m": STRIDE_M,
+        "batch_size": BATCH,
+        "runs": runs,
+        "summary": summary,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
@@ -178,7 +235,8 @@ def summarise(runs: dict[str, Any]) -> dict[str, Any]:
         "full_tile_atoms_per_cpu_s": full["n_atoms"] / full["cpu_s"],
         "wall_s_per_km2": wall_per_km2,
         "cpu_s_per_km2": cpu_per_km2,
-        "cpu_s_per_km2_ratio_full_to_smallest": cpu_per_km2["predict-1830"] / cpu_per_km2["predict-458"],
+        "cpu_s_per_km2_ratio_full_to_smallest": cpu_per_km2["predict-1830"]
+        / cpu_per_km2["predict-458"],
         "peak_rss_mb": {k: r["peak_rss"] / 1e6 for k, r in runs.items()},
         "peak_rss_ratio_full_to_quarter": full["peak_rss"] / quarter["peak_rss"],
         "predict_over_evaluate_wall": quarter["wall_s"] / ev["wall_s"],

@@ -16,10 +16,10 @@ import rasterio
 import torch
 import yaml
 from conftest import needs_package, shared_data_path
+from test_train_cli import CONFIG, errors, invoke, make_host
 from training_toys import ToyModelsPlugin, build_toy
 
 from atomizer.plugins.host import PluginHost
-from test_train_cli import CONFIG, errors, invoke, make_host
 
 CROP = rasterio.windows.Window(1330, 0, 64, 64)  # straddles the tile's no-data edge
 CHIP_M, STRIDE_M = "960", "480"
@@ -29,14 +29,42 @@ NEW_SENSOR = {
     "name": "A sensor written after training",
     "sources": ["made up for this test, band centres of Sentinel-2A"],
     "bands": [
-        {"name": "blue", "center_wavelength_nm": 492.4, "fwhm_nm": 66.0, "gsd_m": 60.0,
-         "scale": 0.0001, "offset": -0.1, "nodata": 0},
-        {"name": "green", "center_wavelength_nm": 559.8, "fwhm_nm": 36.0, "gsd_m": 60.0,
-         "scale": 0.0001, "offset": -0.1, "nodata": 0},
-        {"name": "red", "center_wavelength_nm": 664.6, "fwhm_nm": 31.0, "gsd_m": 60.0,
-         "scale": 0.0001, "offset": -0.1, "nodata": 0},
-        {"name": "nir", "center_wavelength_nm": 864.7, "fwhm_nm": 21.0, "gsd_m": 60.0,
-         "scale": 0.0001, "offset": -0.1, "nodata": 0},
+        {
+            "name": "blue",
+            "center_wavelength_nm": 492.4,
+            "fwhm_nm": 66.0,
+            "gsd_m": 60.0,
+            "scale": 0.0001,
+            "offset": -0.1,
+            "nodata": 0,
+        },
+        {
+            "name": "green",
+            "center_wavelength_nm": 559.8,
+            "fwhm_nm": 36.0,
+            "gsd_m": 60.0,
+            "scale": 0.0001,
+            "offset": -0.1,
+            "nodata": 0,
+        },
+        {
+            "name": "red",
+            "center_wavelength_nm": 664.6,
+            "fwhm_nm": 31.0,
+            "gsd_m": 60.0,
+            "scale": 0.0001,
+            "offset": -0.1,
+            "nodata": 0,
+        },
+        {
+            "name": "nir",
+            "center_wavelength_nm": 864.7,
+            "fwhm_nm": 21.0,
+            "gsd_m": 60.0,
+            "scale": 0.0001,
+            "offset": -0.1,
+            "nodata": 0,
+        },
     ],
 }
 
@@ -53,8 +81,13 @@ def scene(tmp_path_factory):
     for key, asset in item.assets.items():
         with rasterio.open(asset.href) as src:
             data = src.read(1, window=CROP)
-            profile = {**src.profile, "driver": "GTiff", "width": 64, "height": 64,
-                       "transform": src.window_transform(CROP)}
+            profile = {
+                **src.profile,
+                "driver": "GTiff",
+                "width": 64,
+                "height": 64,
+                "transform": src.window_transform(CROP),
+            }
         path = tmp / f"{key}.tif"
         with rasterio.open(path, "w", **profile) as dst:
             dst.write(data, 1)
@@ -66,13 +99,29 @@ def scene(tmp_path_factory):
     item_path = tmp / "item.json"
     item.save_object(dest_href=str(item_path), include_self_link=False)
     tif = tmp / "crop.tif"
-    with rasterio.open(tif, "w", driver="GTiff", width=64, height=64, count=4, dtype="uint16",
-                       crs=crs, transform=transform, nodata=0) as dst:
+    with rasterio.open(
+        tif,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=4,
+        dtype="uint16",
+        crs=crs,
+        transform=transform,
+        nodata=0,
+    ) as dst:
         dst.write(np.stack(stack))
     sensor = tmp / "crafted.yaml"
     sensor.write_text(yaml.safe_dump(NEW_SENSOR, sort_keys=False))
-    return {"item": item_path, "tif": tif, "sensor": sensor, "transform": transform, "crs": crs,
-            "nodata": np.stack(stack)[0] == 0}
+    return {
+        "item": item_path,
+        "tif": tif,
+        "sensor": sensor,
+        "transform": transform,
+        "crs": crs,
+        "nodata": np.stack(stack)[0] == 0,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +139,13 @@ def trained(tmp_path_factory):
 
 def read_map(path: Path):
     with rasterio.open(path) as ds:
-        return ds.read(), ds.profile, ds.descriptions, ds.tags(ns="IMAGE_STRUCTURE"), ds.overviews(1)
+        return (
+            ds.read(),
+            ds.profile,
+            ds.descriptions,
+            ds.tags(ns="IMAGE_STRUCTURE"),
+            ds.overviews(1),
+        )
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -99,8 +154,18 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_predict_a_stac_item_to_a_georeferenced_cog(trained, scene, tmp_path):
     out = tmp_path / "map.tif"
-    args = ["predict", trained["run"], scene["item"], "-o", out, "--chip-m", CHIP_M,
-            "--stride-m", STRIDE_M, "--json"]
+    args = [
+        "predict",
+        trained["run"],
+        scene["item"],
+        "-o",
+        out,
+        "--chip-m",
+        CHIP_M,
+        "--stride-m",
+        STRIDE_M,
+        "--json",
+    ]
     result = invoke(make_host(tmp_path), args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -117,8 +182,21 @@ def test_predict_a_stac_item_to_a_georeferenced_cog(trained, scene, tmp_path):
     assert leftovers(tmp_path) == []
     # --argmax: class + confidence, consistent with the probabilities
     arg = tmp_path / "argmax.tif"
-    result = invoke(make_host(tmp_path), [*args[:3], "-o", arg, "--chip-m", CHIP_M,
-                                          "--stride-m", STRIDE_M, "--argmax", "--gsd", "120"])
+    result = invoke(
+        make_host(tmp_path),
+        [
+            *args[:3],
+            "-o",
+            arg,
+            "--chip-m",
+            CHIP_M,
+            "--stride-m",
+            STRIDE_M,
+            "--argmax",
+            "--gsd",
+            "120",
+        ],
+    )
     assert result.exit_code == 0, result.output
     top, profile, names, *_ = read_map(arg)
     assert names == ("class", "confidence") and top.shape == (2, 32, 32)
@@ -129,8 +207,20 @@ def test_predict_a_stac_item_to_a_georeferenced_cog(trained, scene, tmp_path):
 
 def test_predict_a_geotiff_of_a_sensor_written_today(trained, scene, tmp_path):
     out = tmp_path / "map.tif"
-    result = invoke(make_host(tmp_path), ["predict", trained["run"], scene["tif"], "--sensor",
-                                          scene["sensor"], "-o", out, "--chip-m", CHIP_M])
+    result = invoke(
+        make_host(tmp_path),
+        [
+            "predict",
+            trained["run"],
+            scene["tif"],
+            "--sensor",
+            scene["sensor"],
+            "-o",
+            out,
+            "--chip-m",
+            CHIP_M,
+        ],
+    )
     assert result.exit_code == 0, result.output
     data, profile, *_ = read_map(out)
     assert profile["crs"] == scene["crs"] and profile["transform"] == scene["transform"]
@@ -146,19 +236,39 @@ def constant_checkpoint(tmp: Path) -> tuple[Path, np.ndarray]:
         model.embed.weight.zero_(), model.embed.bias.fill_(1.0)
         model.head.weight.copy_(torch.tensor([[0.3], [-0.2], [0.9]]).expand(3, 16))
         model.head.bias.zero_()
-    path = save_checkpoint(tmp / "const", model_state=model.state_dict(),
-                           meta={"model_name": "toy", "model_config": model.config.model_dump()})
+    path = save_checkpoint(
+        tmp / "const",
+        model_state=model.state_dict(),
+        meta={"model_name": "toy", "model_config": model.config.model_dump()},
+    )
     logits = torch.tensor([0.3, -0.2, 0.9]) * 16
     return path, torch.softmax(logits, 0).numpy()
 
 
 def test_blending_keeps_a_constant_prediction_constant(scene, tmp_path):
-    host = PluginHost(load_entrypoints=False, extra_plugins=[ToyModelsPlugin()],
-                      environ={"XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+    host = PluginHost(
+        load_entrypoints=False,
+        extra_plugins=[ToyModelsPlugin()],
+        environ={"XDG_CONFIG_HOME": str(tmp_path / "xdg")},
+    )
     ckpt, expected = constant_checkpoint(tmp_path)
     out = tmp_path / "map.tif"
-    result = invoke(host, ["predict", ckpt, scene["item"], "-o", out, "--chip-m", "1380",
-                           "--stride-m", "420", "--gsd", "40"])
+    result = invoke(
+        host,
+        [
+            "predict",
+            ckpt,
+            scene["item"],
+            "-o",
+            out,
+            "--chip-m",
+            "1380",
+            "--stride-m",
+            "420",
+            "--gsd",
+            "40",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data, *_ = read_map(out)
     valid = data[0] != -1
@@ -166,24 +276,43 @@ def test_blending_keeps_a_constant_prediction_constant(scene, tmp_path):
     np.testing.assert_allclose(data[:, valid], expected[:, None] * np.ones(valid.sum()), atol=1e-5)
 
 
-def test_embed_writes_geoparquet_that_geopandas_reads_and_finds_neighbours(trained, scene, tmp_path):
+def test_embed_writes_geoparquet_that_geopandas_reads_and_finds_neighbours(
+    trained, scene, tmp_path
+):
     import geopandas as gpd
 
     from atomizer.inference.embed import nearest_chips
 
     out = tmp_path / "emb.parquet"
-    result = invoke(make_host(tmp_path), ["embed", trained["run"], scene["item"], scene["tif"],
-                                          "--sensor", scene["sensor"], "-o", out, "--chip-m", CHIP_M])
+    result = invoke(
+        make_host(tmp_path),
+        [
+            "embed",
+            trained["run"],
+            scene["item"],
+            scene["tif"],
+            "--sensor",
+            scene["sensor"],
+            "-o",
+            out,
+            "--chip-m",
+            CHIP_M,
+        ],
+    )
     # the GeoTIFF's --sensor is not the item's sensor: one error line, no half-written table
     assert result.exit_code == 1 and len(errors(result)) == 1, result.output
     assert not out.exists() and leftovers(tmp_path) == []
-    result = invoke(make_host(tmp_path), ["embed", trained["run"], scene["item"], "-o", out,
-                                          "--chip-m", CHIP_M, "--json"])
+    result = invoke(
+        make_host(tmp_path),
+        ["embed", trained["run"], scene["item"], "-o", out, "--chip-m", CHIP_M, "--json"],
+    )
     assert result.exit_code == 0, result.output
     table = gpd.read_parquet(out)
     assert table.crs.to_epsg() == 4326 and len(table) == json.loads(result.stdout)["chips"]
     assert 0 < len(table) < 16  # a 4 x 4 grid, chips of pure no-data left out
-    assert {"chip_id", "item_id", "sensor", "datetime", "embedding", "n_atoms"} <= set(table.columns)
+    assert {"chip_id", "item_id", "sensor", "datetime", "embedding", "n_atoms"} <= set(
+        table.columns
+    )
     assert (table["sensor"] == "sentinel2a-l2a").all() and (table["n_atoms"] > 0).all()
     assert all(len(e) == 64 for e in table["embedding"])
     w, s, e, n = table.total_bounds
@@ -201,9 +330,15 @@ def pretraining_checkpoint(tmp: Path, host: PluginHost) -> Path:
     encoder = build_model("atomizer-tiny", {"num_classes": 1}, host=host)
     state = {f"image_encoder.{k}": v for k, v in encoder.state_dict().items()}
     state["temperature.log_t"] = torch.zeros(())
-    meta = {"kind": "satmip-pretraining", "method": "satmip",
-            "image_encoder": {"name": "atomizer-tiny", "config": encoder.config.model_dump(mode="json"),
-                              "feature_dim": encoder.feature_dim}}
+    meta = {
+        "kind": "satmip-pretraining",
+        "method": "satmip",
+        "image_encoder": {
+            "name": "atomizer-tiny",
+            "config": encoder.config.model_dump(mode="json"),
+            "feature_dim": encoder.feature_dim,
+        },
+    }
     return save_checkpoint(tmp / "pre", model_state=state, meta=meta)
 
 
@@ -211,8 +346,10 @@ def test_embed_reads_a_pretraining_checkpoint_predict_refuses_it(scene, tmp_path
     host = make_host(tmp_path)
     ckpt = pretraining_checkpoint(tmp_path, host)
     out = tmp_path / "emb.parquet"
-    result = invoke(host, ["embed", ckpt, scene["tif"], "--sensor", scene["sensor"], "-o", out,
-                           "--chip-m", "1920"])
+    result = invoke(
+        host,
+        ["embed", ckpt, scene["tif"], "--sensor", scene["sensor"], "-o", out, "--chip-m", "1920"],
+    )
     assert result.exit_code == 0, result.output
     import geopandas as gpd
 
@@ -227,15 +364,21 @@ def test_export_writes_a_package_whose_mlm_item_validates(trained, scene, tmp_pa
     pkg = tmp_path / "pkg"
     result = invoke(make_host(tmp_path), ["export", trained["run"], "-o", pkg])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in pkg.iterdir()) == ["README.md", "item.json", "model.json",
-                                                     "model.safetensors"]
+    assert sorted(p.name for p in pkg.iterdir()) == [
+        "README.md",
+        "item.json",
+        "model.json",
+        "model.safetensors",
+    ]
     item = json.loads((pkg / "item.json").read_text())
     props = stac_model.MLModelProperties.model_validate(item["properties"])
     assert props.name == "atomizer" and "classification" in props.tasks
     assert "any optical sensor described by an atomizer sensor spec" in props.input[0].description
     assert [c.name for c in props.output[0].classes][:2] == ["Alfalfa", "Corn-notill"]
     assert any("mlm:model" in a["roles"] for a in item["assets"].values())
-    assert any(u.startswith("https://stac-extensions.github.io/mlm/") for u in item["stac_extensions"])
+    assert any(
+        u.startswith("https://stac-extensions.github.io/mlm/") for u in item["stac_extensions"]
+    )
     broken = {k: v for k, v in item["properties"].items() if k != "mlm:architecture"}
     with pytest.raises(ValueError):
         stac_model.MLModelProperties.model_validate(broken)
@@ -248,13 +391,29 @@ def test_export_writes_a_package_whose_mlm_item_validates(trained, scene, tmp_pa
     maps = []
     for model in (trained["run"], pkg):
         out = tmp_path / f"map-{len(maps)}.tif"
-        done = invoke(make_host(tmp_path), ["predict", model, scene["item"], "-o", out,
-                                            "--chip-m", "1920", "--stride-m", "1920"])
+        done = invoke(
+            make_host(tmp_path),
+            ["predict", model, scene["item"], "-o", out, "--chip-m", "1920", "--stride-m", "1920"],
+        )
         assert done.exit_code == 0, done.output
         maps.append(read_map(out)[0])
     np.testing.assert_array_equal(maps[0], maps[1])
-    evaluated = invoke(make_host(tmp_path), ["evaluate", pkg, "--modality", "landsat8", "--bands",
-                                             "B2,B3,B4,B5", "--gsd", "40", "--size", "2", "--json"])
+    evaluated = invoke(
+        make_host(tmp_path),
+        [
+            "evaluate",
+            pkg,
+            "--modality",
+            "landsat8",
+            "--bands",
+            "B2,B3,B4,B5",
+            "--gsd",
+            "40",
+            "--size",
+            "2",
+            "--json",
+        ],
+    )
     assert evaluated.exit_code == 0, evaluated.output
     assert "overall_accuracy" in json.loads(evaluated.stdout)["metrics"]
 
@@ -316,10 +475,14 @@ def test_bad_scenes_and_outputs_are_one_error_line(trained, scene, tmp_path):
         (["predict", run, scene["item"], "-o", out, "--chip-m", "5000"], "larger than the scene"),
         (["predict", run, single, "--sensor", thermal, "-o", out], "nm"),
         (["predict", run, scene["tif"], "-o", out], "--sensor"),
-        (["predict", run, scene["item"], "-o", out, "--chip-m", "960", "--stride-m", "2000"],
-         "stride"),
-        (["embed", run, scene["item"], "-o", tmp_path / "e.parquet", "--chip-m", "9000"],
-         "larger than the scene"),
+        (
+            ["predict", run, scene["item"], "-o", out, "--chip-m", "960", "--stride-m", "2000"],
+            "stride",
+        ),
+        (
+            ["embed", run, scene["item"], "-o", tmp_path / "e.parquet", "--chip-m", "9000"],
+            "larger than the scene",
+        ),
     ]
     for args, match in cases:
         result = invoke(host, args)
@@ -331,7 +494,8 @@ def test_bad_scenes_and_outputs_are_one_error_line(trained, scene, tmp_path):
     result = invoke(host, ["predict", run, scene["item"], "-o", out, "--chip-m", "1920"])
     assert result.exit_code == 1 and "--overwrite" in errors(result)[0]
     assert out.read_bytes() == b"keep me"
-    result = invoke(host, ["predict", run, scene["item"], "-o", out, "--chip-m", "1920",
-                           "--overwrite"])
+    result = invoke(
+        host, ["predict", run, scene["item"], "-o", out, "--chip-m", "1920", "--overwrite"]
+    )
     assert result.exit_code == 0, result.output
     assert read_map(out)[0].shape == (16, 64, 64)

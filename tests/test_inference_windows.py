@@ -13,13 +13,25 @@ from atomizer.inference.windows import SceneGeometry, window_grid
 
 
 def geometry(width: int, height: int, gsd: float = 10.0) -> SceneGeometry:
-    return SceneGeometry(crs=None, x0=1000.0, y0=5000.0, gsd_m=gsd, width=width, height=height,
-                         sensor_id="s", source_id=None, datetime=None, band_names=("b",))
+    return SceneGeometry(
+        crs=None,
+        x0=1000.0,
+        y0=5000.0,
+        gsd_m=gsd,
+        width=width,
+        height=height,
+        sensor_id="s",
+        source_id=None,
+        datetime=None,
+        band_names=("b",),
+    )
 
 
 @settings(max_examples=40, deadline=None)
 @given(
-    width=st.integers(8, 90), height=st.integers(8, 90), size=st.integers(1, 8),
+    width=st.integers(8, 90),
+    height=st.integers(8, 90),
+    size=st.integers(1, 8),
     step=st.integers(1, 8),
 )
 def test_windows_cover_every_pixel_and_stay_inside(width, height, size, step):
@@ -39,7 +51,11 @@ def test_windows_cover_every_pixel_and_stay_inside(width, height, size, step):
 
 @pytest.mark.parametrize(
     "chip, stride, match",
-    [(500.0, 100.0, "larger than the scene"), (40.0, 50.0, "stride"), (2.0, 2.0, "smaller than one pixel")],
+    [
+        (500.0, 100.0, "larger than the scene"),
+        (40.0, 50.0, "stride"),
+        (2.0, 2.0, "smaller than one pixel"),
+    ],
 )
 def test_impossible_windows_are_refused(chip, stride, match):
     with pytest.raises(WindowError, match=match):

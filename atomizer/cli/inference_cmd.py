@@ -34,13 +34,27 @@ def _scene_options(f):
         [
             click.option("--sensor", help="Sensor id or spec YAML (needed for a GeoTIFF / JP2)."),
             click.option("--reader", help="Reader to use (default: chosen by the file suffix)."),
-            click.option("--chip-m", type=float, default=1920.0, show_default=True,
-                         help="Window side in metres."),
+            click.option(
+                "--chip-m",
+                type=float,
+                default=1920.0,
+                show_default=True,
+                help="Window side in metres.",
+            ),
             click.option("--stride-m", type=float, help="Window step in metres."),
-            click.option("--batch-size", type=int, default=16, show_default=True,
-                         help="Windows per forward pass."),
-            click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-                         show_default=True),
+            click.option(
+                "--batch-size",
+                type=int,
+                default=16,
+                show_default=True,
+                help="Windows per forward pass.",
+            ),
+            click.option(
+                "--device",
+                type=click.Choice(["auto", "cpu", "cuda"]),
+                default="auto",
+                show_default=True,
+            ),
             click.option("--overwrite", is_flag=True, help="Replace an existing output."),
             click.option("--json", "as_json", is_flag=True, help="Print a JSON summary."),
         ]
@@ -54,11 +68,27 @@ def _scene_options(f):
 @click.argument("source")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Map (.tif).")
 @click.option("--gsd", type=float, help="Pixel size of the map in metres (default: finest band).")
-@click.option("--argmax", is_flag=True, help="Write class index + confidence instead of probabilities.")
+@click.option(
+    "--argmax", is_flag=True, help="Write class index + confidence instead of probabilities."
+)
 @_scene_options
 @click.pass_obj
-def predict_command(obj, model_path, source, output, gsd, argmax, sensor, reader, chip_m,
-                    stride_m, batch_size, device, overwrite, as_json) -> None:
+def predict_command(
+    obj,
+    model_path,
+    source,
+    output,
+    gsd,
+    argmax,
+    sensor,
+    reader,
+    chip_m,
+    stride_m,
+    batch_size,
+    device,
+    overwrite,
+    as_json,
+) -> None:
     """Predict a class map of a whole scene SOURCE (STAC item, or GeoTIFF / JP2 with --sensor).
 
     Windows of --chip-m metres every --stride-m metres (default: half a window) are classified and
@@ -76,9 +106,18 @@ def predict_command(obj, model_path, source, output, gsd, argmax, sensor, reader
     with progress_bar(_progress()) as bar:
         job = bar.add_task("predict", total=None)
         report = predict_scene(
-            model, source, out, sensor=sensor, host=obj.host, chip_m=chip_m,
-            stride_m=stride_m or chip_m / 2, gsd_m=gsd, argmax=argmax, batch_size=batch_size,
-            device=target, reader=reader,
+            model,
+            source,
+            out,
+            sensor=sensor,
+            host=obj.host,
+            chip_m=chip_m,
+            stride_m=stride_m or chip_m / 2,
+            gsd_m=gsd,
+            argmax=argmax,
+            batch_size=batch_size,
+            device=target,
+            reader=reader,
             progress=lambda done, total: bar.update(job, completed=done, total=total),
         )
     if as_json:
@@ -95,13 +134,30 @@ def predict_command(obj, model_path, source, output, gsd, argmax, sensor, reader
 @click.command("embed")
 @click.argument("model_path", metavar="MODEL", type=click.Path())
 @click.argument("sources", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="GeoParquet table (.parquet).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="GeoParquet table (.parquet).",
+)
 @_scene_options
 @click.pass_obj
-def embed_command(obj, model_path, sources, output, sensor, reader, chip_m, stride_m, batch_size,
-                  device, overwrite, as_json) -> None:
-    """Embed every chip of a grid over SOURCES (--chip-m windows every --stride-m, default: no overlap).
+def embed_command(
+    obj,
+    model_path,
+    sources,
+    output,
+    sensor,
+    reader,
+    chip_m,
+    stride_m,
+    batch_size,
+    device,
+    overwrite,
+    as_json,
+) -> None:
+    """Embed every chip of a grid over SOURCES (--chip-m windows every --stride-m; no overlap).
 
     Writes one GeoParquet row per chip: lon/lat footprint, chip_id, item_id, sensor, datetime,
     n_atoms and the encoder's pooled embedding. MODEL may also be a pretraining checkpoint. Nearest
@@ -118,21 +174,36 @@ def embed_command(obj, model_path, sources, output, sensor, reader, chip_m, stri
     with progress_bar(_progress()) as bar:
         job = bar.add_task("embed", total=None)
         summary = embed_sources(
-            model, list(sources), out, sensor=sensor, host=obj.host, chip_m=chip_m,
-            stride_m=stride_m, batch_size=batch_size, device=target, reader=reader,
+            model,
+            list(sources),
+            out,
+            sensor=sensor,
+            host=obj.host,
+            chip_m=chip_m,
+            stride_m=stride_m,
+            batch_size=batch_size,
+            device=target,
+            reader=reader,
             progress=lambda n: bar.advance(job, n),
         )
     if as_json:
         echo_json(summary)
         return
-    click.echo(f"wrote {out}: {summary['chips']} chips x {summary['dim']} features from "
-               f"{summary['sources']} source(s)")
+    click.echo(
+        f"wrote {out}: {summary['chips']} chips x {summary['dim']} features from "
+        f"{summary['sources']} source(s)"
+    )
 
 
 @click.command("export")
 @click.argument("checkpoint", type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
-              help="Package folder to create.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Package folder to create.",
+)
 @click.option("--classes", help="Class names, comma-separated (default: the dataset's).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing package folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")

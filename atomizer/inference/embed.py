@@ -64,9 +64,9 @@ def embed_scene(
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One record per chip of ``source`` with atoms (chips without atoms are left out)."""
+    from pyproj import Transformer
     from shapely.geometry import box
     from shapely.ops import transform as shp_transform
-    from pyproj import Transformer
 
     geo = scene_geometry(source, sensor=sensor, host=host, reader=reader)
     rows = window_grid(geo, chip_m=chip_m, stride_m=stride_m or chip_m)
@@ -74,7 +74,9 @@ def embed_scene(
     item = geo.source_id or Path(str(source)).stem
     when = geo.datetime.isoformat() if geo.datetime is not None else None
     records = []
-    for windows, chips, _ in iter_window_rows(source, geo, rows, sensor=sensor, host=host, reader=reader):
+    for windows, chips, _ in iter_window_rows(
+        source, geo, rows, sensor=sensor, host=host, reader=reader
+    ):
         feats = _encode(model, chips, batch_size, device)
         for w, chip, f in zip(windows, chips, feats):
             if f is None:
@@ -88,7 +90,10 @@ def embed_scene(
                     "datetime": when,
                     "source": str(source),
                     "crs": geo.crs.to_string(),
-                    "xmin": w.bounds[0], "ymin": w.bounds[1], "xmax": w.bounds[2], "ymax": w.bounds[3],
+                    "xmin": w.bounds[0],
+                    "ymin": w.bounds[1],
+                    "xmax": w.bounds[2],
+                    "ymax": w.bounds[3],
                     "n_atoms": len(chip),
                     EMBEDDING_COLUMN: f,
                     "geometry": shp_transform(to_lonlat, poly),
@@ -99,7 +104,9 @@ def embed_scene(
     return records
 
 
-def write_embeddings(records: list[dict[str, Any]], output: str | Path, *, model: InferenceModel) -> Path:
+def write_embeddings(
+    records: list[dict[str, Any]], output: str | Path, *, model: InferenceModel
+) -> Path:
     """``records`` as GeoParquet at ``output`` (EPSG:4326 geometry), written atomically."""
     import geopandas as gpd
     import pandas as pd
@@ -173,10 +180,23 @@ def embed_sources(
     for src in sources:
         with bounded_gdal_cache():
             records += embed_scene(
-                model, src, sensor=sensor, host=host, chip_m=chip_m, stride_m=stride_m,
-                batch_size=batch_size, device=device, reader=reader, progress=progress,
+                model,
+                src,
+                sensor=sensor,
+                host=host,
+                chip_m=chip_m,
+                stride_m=stride_m,
+                batch_size=batch_size,
+                device=device,
+                reader=reader,
+                progress=progress,
             )
     write_embeddings(records, output, model=model)
     dim = len(records[0][EMBEDDING_COLUMN])
-    return {"output": str(output), "chips": len(records), "dim": dim, "sources": len(sources),
-            "seconds": round(time.perf_counter() - started, 3)}
+    return {
+        "output": str(output),
+        "chips": len(records),
+        "dim": dim,
+        "sources": len(sources),
+        "seconds": round(time.perf_counter() - started, 3),
+    }

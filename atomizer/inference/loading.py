@@ -1,4 +1,4 @@
-"""One way to get a model for inference: a training checkpoint, a pretraining checkpoint or a package.
+"""One way to get a model for inference: a checkpoint, a pretraining checkpoint or a package.
 
 ``MODEL`` may be a checkpoint record (``.json`` / ``.safetensors``), a run folder (its latest
 checkpoint), a pretraining checkpoint (``atomizer pretrain``: its image encoder, no class head) or a
@@ -81,11 +81,11 @@ def load_inference_model(
         if "name" not in enc or "config" not in enc:
             raise CheckpointError(f"{record}: no image_encoder name / config; it cannot be rebuilt")
         state = load_checkpoint(record).model_state
-        state = {k[len(ENCODER_PREFIX) :]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+        state = {
+            k[len(ENCODER_PREFIX) :]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)
+        }
         model = build_with_weights(enc["name"], enc["config"], state, host, record)
-        return InferenceModel(
-            model.to(device).eval(), enc["name"], str(record), None, (), meta
-        )
+        return InferenceModel(model.to(device).eval(), enc["name"], str(record), None, (), meta)
     name, cfg = meta.get("model_name"), meta.get("model_config")
     if name is None or cfg is None:
         raise CheckpointError(f"{record}: no model_name / model_config; it cannot be rebuilt")
@@ -113,7 +113,9 @@ def check_package(meta: dict[str, Any], record: Path) -> None:
         )
 
 
-def build_with_weights(name: str, cfg: dict[str, Any], state: dict[str, Any], host: Any, record: Path) -> Any:
+def build_with_weights(
+    name: str, cfg: dict[str, Any], state: dict[str, Any], host: Any, record: Path
+) -> Any:
     from atomizer.models import build_model
 
     model = build_model(name, dict(cfg), host=host)

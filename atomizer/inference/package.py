@@ -72,7 +72,9 @@ def export_package(
     cfg = meta.get("model_config")
     if meta.get("model_name") is None or cfg is None:
         raise CheckpointError(f"{checkpoint}: no model_name / model_config; it cannot be exported")
-    model = build_with_weights(meta["model_name"], cfg, ckpt.model_state, host, Path(str(ckpt.path)))
+    model = build_with_weights(
+        meta["model_name"], cfg, ckpt.model_state, host, Path(str(ckpt.path))
+    )
     n = int(cfg.get("num_classes", 0))
     names = list(class_names) if class_names else list(class_names_of(meta.get("experiment"), n))
     if len(names) != n:
@@ -85,7 +87,9 @@ def export_package(
     try:
         tmp.mkdir(parents=True)
     except OSError as exc:
-        raise OutputError(f"cannot create {tmp}: {exc.strerror or exc}; choose another folder") from None
+        raise OutputError(
+            f"cannot create {tmp}: {exc.strerror or exc}; choose another folder"
+        ) from None
     try:
         save_checkpoint(tmp / Path(PACKAGE_RECORD).stem, model_state=ckpt.model_state, meta=record)
         item = mlm_item(record, sum(p.numel() for p in model.parameters()))
@@ -101,8 +105,17 @@ def export_package(
 
 
 def _record(meta: dict[str, Any], names: list[str], model: Any) -> dict[str, Any]:
-    keep = ("model_name", "model_config", "model_label", "experiment", "seed", "epoch",
-            "global_step", "history", "finished")
+    keep = (
+        "model_name",
+        "model_config",
+        "model_label",
+        "experiment",
+        "seed",
+        "epoch",
+        "global_step",
+        "history",
+        "finished",
+    )
     experiment = meta.get("experiment") or {}
     record = {k: meta[k] for k in keep if k in meta}
     record["class_names"] = names
@@ -158,7 +171,11 @@ def mlm_item(record: dict[str, Any], n_params: int) -> dict[str, Any]:
                 "name": "atoms",
                 "description": INPUT_DESCRIPTION,
                 "bands": [],
-                "input": {"shape": [-1, -1], "dim_order": ["batch", "atoms"], "data_type": "float32"},
+                "input": {
+                    "shape": [-1, -1],
+                    "dim_order": ["batch", "atoms"],
+                    "data_type": "float32",
+                },
                 "value_scaling": None,
                 "pre_processing_function": None,
             }
@@ -168,7 +185,11 @@ def mlm_item(record: dict[str, Any], n_params: int) -> dict[str, Any]:
                 "name": "class-probabilities",
                 "description": "softmax" if pkg["task"] == "multiclass" else "independent sigmoids",
                 "tasks": [task],
-                "result": {"shape": [-1, len(names)], "dim_order": ["batch", "class"], "data_type": "float32"},
+                "result": {
+                    "shape": [-1, len(names)],
+                    "dim_order": ["batch", "class"],
+                    "data_type": "float32",
+                },
                 "classification:classes": [
                     {"value": i, "name": n, "description": n} for i, n in enumerate(names)
                 ],
@@ -213,7 +234,9 @@ def mlm_item(record: dict[str, Any], n_params: int) -> dict[str, Any]:
 
 def _architecture(model_name: str) -> str:
     if model_name.startswith("atomizer"):
-        return "Atomizer: Perceiver over atoms with wavelength, bandwidth, GSD and position encodings"
+        return (
+            "Atomizer: Perceiver over atoms with wavelength, bandwidth, GSD and position encodings"
+        )
     return model_name
 
 
@@ -221,27 +244,33 @@ def model_card(record: dict[str, Any]) -> str:
     """The package's README.md."""
     pkg = record["package"]
     label = record.get("model_label") or record["model_name"]
-    mods = "\n".join(
-        f"- {m.get('name') or m.get('sensor')}: sensor `{m.get('sensor')}`, bands "
-        f"{', '.join(m.get('bands') or []) or 'all'}, GSD {m.get('gsd_m') or 'native'} m, "
-        f"{m.get('size_px') or 'full'} px"
-        for m in pkg["train_modalities"]
-    ) or "- (not recorded)"
+    mods = (
+        "\n".join(
+            f"- {m.get('name') or m.get('sensor')}: sensor `{m.get('sensor')}`, bands "
+            f"{', '.join(m.get('bands') or []) or 'all'}, GSD {m.get('gsd_m') or 'native'} m, "
+            f"{m.get('size_px') or 'full'} px"
+            for m in pkg["train_modalities"]
+        )
+        or "- (not recorded)"
+    )
     metrics = "\n".join(f"| {k} | {v:.4g} |" for k, v in pkg["metrics"].items())
     results = (
-        f"| metric | value |\n|---|---|\n{metrics}" if metrics else "No validation metrics were recorded."
+        f"| metric | value |\n|---|---|\n{metrics}"
+        if metrics
+        else "No validation metrics were recorded."
     )
     classes = ", ".join(record["class_names"])
     return f"""# {label}
 
-An atomizer `{record['model_name']}` model ({pkg['task']} classification, {len(record['class_names'])} classes),
-exported by atomizer {pkg['exported_with']} on {pkg['exported_at']}.
+An atomizer `{record["model_name"]}` model ({pkg["task"]} classification,
+{len(record["class_names"])} classes),
+exported by atomizer {pkg["exported_with"]} on {pkg["exported_at"]}.
 It reads {INPUT_DESCRIPTION}.
 
 ## Training
 
-Dataset: `{pkg['dataset']}`; epochs completed: {record.get('epoch', '?')}, optimiser steps:
-{record.get('global_step', '?')}, seed {record.get('seed', '?')}. Training modalities:
+Dataset: `{pkg["dataset"]}`; epochs completed: {record.get("epoch", "?")}, optimiser steps:
+{record.get("global_step", "?")}, seed {record.get("seed", "?")}. Training modalities:
 
 {mods}
 

@@ -93,7 +93,7 @@ class StripAccumulator:
         self.covered[rows[keep] - self.top, cols[keep]] = True
 
     def take(self, until: int) -> tuple[int, np.ndarray, np.ndarray]:
-        """Rows ``[top, until)`` as (top, probabilities (C, h, W), valid (h, W)); the strip moves on."""
+        """Rows ``[top, until)``: (top, probs (C, h, W), valid (h, W)); the strip moves on."""
         n = until - self.top
         valid = self.covered[:n] & (self.weight[:n] > 0)
         probs = self.sum[:, :n] / np.where(self.weight[:n] > 0, self.weight[:n], 1.0)
@@ -138,21 +138,43 @@ def predict_scene(
     reader: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> PredictReport:
-    """Predict ``source`` with ``model`` and write the map to ``output`` (see the module docstring)."""
+    """Predict ``source`` with ``model``; write the map to ``output`` (see the module docstring)."""
     if not model.has_head:
         raise ModalityError(f"{model.source}: the model has no classification head; use embed")
     with bounded_gdal_cache():
         return _predict_scene(
-            model, source, output, sensor=sensor, host=host, chip_m=chip_m, stride_m=stride_m,
-            gsd_m=gsd_m, argmax=argmax, batch_size=batch_size, device=device, reader=reader,
+            model,
+            source,
+            output,
+            sensor=sensor,
+            host=host,
+            chip_m=chip_m,
+            stride_m=stride_m,
+            gsd_m=gsd_m,
+            argmax=argmax,
+            batch_size=batch_size,
+            device=device,
+            reader=reader,
             progress=progress,
         )
 
 
-def _predict_scene(model: InferenceModel, source: str | Path, output: str | Path, *, sensor: Any,
-                   host: Any, chip_m: float, stride_m: float, gsd_m: float | None, argmax: bool,
-                   batch_size: int, device: Any, reader: str | None,
-                   progress: Callable[[int, int], None] | None) -> PredictReport:
+def _predict_scene(
+    model: InferenceModel,
+    source: str | Path,
+    output: str | Path,
+    *,
+    sensor: Any,
+    host: Any,
+    chip_m: float,
+    stride_m: float,
+    gsd_m: float | None,
+    argmax: bool,
+    batch_size: int,
+    device: Any,
+    reader: str | None,
+    progress: Callable[[int, int], None] | None,
+) -> PredictReport:
     started = time.perf_counter()
     geo = scene_geometry(source, sensor=sensor, host=host, reader=reader)
     rows = window_grid(geo, chip_m=chip_m, stride_m=stride_m)
@@ -161,7 +183,14 @@ def _predict_scene(model: InferenceModel, source: str | Path, output: str | Path
     names = list(model.class_names)
     bands = ["class", "confidence"] if argmax else names
     report = PredictReport(
-        str(output), str(source), geo.sensor_id, geo.crs.to_string(), gsd, width, height, bands,
+        str(output),
+        str(source),
+        geo.sensor_id,
+        geo.crs.to_string(),
+        gsd,
+        width,
+        height,
+        bands,
         area_km2=geo.width_m * geo.height_m / 1e6,
     )
     chip_side = rows[0][0].size_px * geo.gsd_m
@@ -202,8 +231,15 @@ def _first_row(geo: SceneGeometry, top_m: float, gsd: float) -> int:
     return max(0, int(np.ceil((geo.y0 - top_m) / gsd - 0.5)))
 
 
-def _spread(acc: StripAccumulator, w: Window, p: np.ndarray, geo: SceneGeometry, gsd: float,
-            height: int, width: int) -> None:
+def _spread(
+    acc: StripAccumulator,
+    w: Window,
+    p: np.ndarray,
+    geo: SceneGeometry,
+    gsd: float,
+    height: int,
+    width: int,
+) -> None:
     xmin, ymin, xmax, ymax = w.bounds
     cols, wx = _axis_range(xmin - geo.x0, xmax - xmin, gsd, width)
     rows, wy = _axis_range(geo.y0 - ymax, ymax - ymin, gsd, height)
@@ -231,20 +267,31 @@ def _predict(model: InferenceModel, chips: list[Any], batch_size: int, device: A
 
 
 @contextlib.contextmanager
-def _map_writer(output: Path, geo: SceneGeometry, gsd: float, width: int, height: int, bands: list[str]):
-    """A ``write(top, probs, valid, argmax)`` function into a tiled GeoTIFF, then COG at ``output``."""
+def _map_writer(
+    output: Path, geo: SceneGeometry, gsd: float, width: int, height: int, bands: list[str]
+):
+    """``write(top, probs, valid, argmax)`` into a tiled GeoTIFF; then a COG at ``output``."""
     import rasterio
     from rasterio.errors import RasterioError
     from rasterio.shutil import copy as gdal_copy
-    from rasterio.windows import Window as PixelBox
     from rasterio.transform import from_origin
+    from rasterio.windows import Window as PixelBox
 
     from atomizer.io import atomic_path
 
     profile = {
-        "driver": "GTiff", "width": width, "height": height, "count": len(bands), "dtype": "float32",
-        "crs": geo.crs, "transform": from_origin(geo.x0, geo.y0, gsd, gsd), "nodata": NODATA,
-        "tiled": True, "blockxsize": TILE_PX, "blockysize": TILE_PX, "compress": "deflate",
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": len(bands),
+        "dtype": "float32",
+        "crs": geo.crs,
+        "transform": from_origin(geo.x0, geo.y0, gsd, gsd),
+        "nodata": NODATA,
+        "tiled": True,
+        "blockxsize": TILE_PX,
+        "blockysize": TILE_PX,
+        "compress": "deflate",
     }
     with atomic_path(output) as final:
         strips = final.with_name(final.name + ".strips.tif")
@@ -260,7 +307,9 @@ def _map_writer(output: Path, geo: SceneGeometry, gsd: float, width: int, height
                 yield write
             gdal_copy(str(strips), str(final), driver="COG", compress="deflate", blocksize=TILE_PX)
         except RasterioError as exc:
-            raise OutputError(f"cannot write the map {output}: {exc}; choose another path") from None
+            raise OutputError(
+                f"cannot write the map {output}: {exc}; choose another path"
+            ) from None
         finally:
             strips.unlink(missing_ok=True)
 

@@ -84,16 +84,22 @@ def read_window(
     spec = resolve_sensor(sensor, host.sensors) if sensor is not None else None
     chosen = reader_for(source, host.readers, name=reader)
     return chosen.read(
-        source, sensor=spec, sensors=host.sensors if spec is None else None,
+        source,
+        sensor=spec,
+        sensors=host.sensors if spec is None else None,
         options=ReadOptions(window=window),
     )
 
 
-def scene_geometry(source: str | Path, *, sensor: Any, host: Any, reader: str | None = None) -> SceneGeometry:
+def scene_geometry(
+    source: str | Path, *, sensor: Any, host: Any, reader: str | None = None
+) -> SceneGeometry:
     """The grid of ``source``: one one-pixel read (band matching, CRS) plus each file's header."""
     import rasterio
 
-    atoms, report = read_window(source, PixelWindow(0, 0, 1, 1), sensor=sensor, host=host, reader=reader)
+    atoms, report = read_window(
+        source, PixelWindow(0, 0, 1, 1), sensor=sensor, host=host, reader=reader
+    )
     if report.crs is None:
         raise WindowError(
             f"{source}: the image is not georeferenced; predict needs a CRS to place its map "
@@ -156,8 +162,16 @@ def window_grid(geo: SceneGeometry, *, chip_m: float, stride_m: float) -> list[l
         rows.append(
             [
                 Window(
-                    r, col_off, row_off, size_px,
-                    (geo.x0 + col_off * geo.gsd_m, top - side, geo.x0 + col_off * geo.gsd_m + side, top),
+                    r,
+                    col_off,
+                    row_off,
+                    size_px,
+                    (
+                        geo.x0 + col_off * geo.gsd_m,
+                        top - side,
+                        geo.x0 + col_off * geo.gsd_m + side,
+                        top,
+                    ),
                 )
                 for col_off in _offsets(geo.width, size_px, stride_px)
             ]
@@ -210,12 +224,19 @@ def iter_window_rows(
         blocks: list[AtomSet] = []
         for group in _block_groups(row):
             first, last = group[0], group[-1]
-            pixel = PixelWindow(first.col_off, first.row_off, last.col_off + last.size_px - first.col_off, first.size_px)
+            pixel = PixelWindow(
+                first.col_off,
+                first.row_off,
+                last.col_off + last.size_px - first.col_off,
+                first.size_px,
+            )
             block, _ = read_window(source, pixel, sensor=sensor, host=host, reader=reader)
             blocks.append(block)
             cx, cy = block.scene.extra["reference_centre_m"]
             centres = [w.centre for w in group]
-            lons, lats = transform(geo.crs, "EPSG:4326", [c[0] for c in centres], [c[1] for c in centres])
+            lons, lats = transform(
+                geo.crs, "EPSG:4326", [c[0] for c in centres], [c[1] for c in centres]
+            )
             order = np.argsort(block.x, kind="stable")
             xs = block.x[order]
             for w, (wx, wy), lon, lat in zip(group, centres, lons, lats):
@@ -226,7 +247,9 @@ def iter_window_rows(
                 ys = block.y[idx]
                 idx = idx[(ys >= np.float32(ymin - cy)) & (ys < np.float32(ymax - cy))]
                 chip = block.take(np.sort(idx)).recentered(wx - cx, wy - cy)
-                chip.scene = replace(block.scene, lon=float(lon), lat=float(lat), extra={"window": list(w.bounds)})
+                chip.scene = replace(
+                    block.scene, lon=float(lon), lat=float(lat), extra={"window": list(w.bounds)}
+                )
                 atoms_out.append(chip)
         yield row, atoms_out, blocks
 
