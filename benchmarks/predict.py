@@ -237,6 +237,10 @@ def summarise(runs: dict[str, Any]) -> dict[str, Any]:
         "cpu_s_per_km2": cpu_per_km2,
         "cpu_s_per_km2_ratio_full_to_smallest": cpu_per_km2["predict-1830"]
         / cpu_per_km2["predict-458"],
+        # the tile is ~40% no-data (no atoms, no model work): per atom is the fair unit of work
+        "cpu_us_per_atom": {k: 1e6 * r["cpu_s"] / r["n_atoms"] for k, r in pred.items()},
+        "cpu_per_atom_ratio_full_to_smallest": (full["cpu_s"] / full["n_atoms"])
+        / (runs["predict-458"]["cpu_s"] / runs["predict-458"]["n_atoms"]),
         "peak_rss_mb": {k: r["peak_rss"] / 1e6 for k, r in runs.items()},
         "peak_rss_ratio_full_to_quarter": full["peak_rss"] / quarter["peak_rss"],
         "predict_over_evaluate_wall": quarter["wall_s"] / ev["wall_s"],
