@@ -169,7 +169,7 @@ def evaluate_command(
     from atomizer.inference.loading import record_path
     from atomizer.errors import ConfigError
     from atomizer.sensors.resolve import is_spec_path
-    from atomizer.training.checkpoint import read_meta
+    from atomizer.training.checkpoint import read_record
     from atomizer.training.config import apply_overrides, validate_config
     from atomizer.training.runner import evaluate_checkpoint, experiment_of
 
@@ -186,8 +186,8 @@ def evaluate_command(
     if config_path is not None:
         cfg = _load(obj, config_path, overrides)
     elif overrides:
-        meta = read_meta(checkpoint)
-        raw = apply_overrides(experiment_of(meta, checkpoint).model_dump(mode="json"), overrides)
+        ref = read_record(checkpoint)
+        raw = apply_overrides(experiment_of(ref.record, ref.path).model_dump(mode="json"), overrides)
         cfg = validate_config(raw, origin=f"{checkpoint} (experiment + --set)")
     out = evaluate_checkpoint(
         checkpoint,

@@ -28,6 +28,7 @@ from atomizer.errors import DatasetError
 from atomizer.sensors.spec import SensorSpec
 from atomizer.simulate.api import BandRasters, atoms_from_planes
 from atomizer.simulate.spectral import SpectralTable
+from atomizer.training.seed import Stream, stream_rng
 
 Task = Literal["multiclass", "multilabel"]
 Label = int | np.ndarray
@@ -140,7 +141,7 @@ class AtomDataset(ABC):
         self.epoch = int(epoch)
 
     def rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
+        return stream_rng(self.seed, Stream.SAMPLE_CROP, self.epoch, index)
 
     @abstractmethod
     def __len__(self) -> int: ...
