@@ -64,7 +64,7 @@ def make_inputs(data: Path, tmp: Path) -> dict[str, Any]:
     from atomizer.models import build_model
     from atomizer.plugins.host import PluginHost
     from atomizer.readers.stac_build import sentinel2_l2a_item
-    from atomizer.training.checkpoint import save_checkpoint
+    from atomizer.training.checkpoint import CheckpointContent, save_checkpoint
 
     items = {}
     for side in SIDES_PX:
@@ -100,11 +100,10 @@ def make_inputs(data: Path, tmp: Path) -> dict[str, Any]:
         {"num_classes": 10, "task": "multiclass"},
         host=PluginHost(load_entrypoints=False),
     )
-    ckpt = save_checkpoint(
-        tmp / "model",
-        model_state=model.state_dict(),
-        meta={"model_name": "atomizer-tiny", "model_config": model.config.model_dump(mode="json")},
+    content = CheckpointContent(
+        model_name="atomizer-tiny", model_config=model.config.model_dump(mode="json")
     )
+    ckpt = save_checkpoint(tmp / "model", content, model_state=model.state_dict())
     return {"items": items, "checkpoint": str(ckpt)}
 
 

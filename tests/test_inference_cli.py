@@ -229,18 +229,15 @@ def test_predict_a_geotiff_of_a_sensor_written_today(trained, scene, tmp_path):
 
 def constant_checkpoint(tmp: Path) -> tuple[Path, np.ndarray]:
     """A toy model whose logits do not depend on the atoms: its map must be constant."""
-    from atomizer.training.checkpoint import save_checkpoint
+    from atomizer.training.checkpoint import CheckpointContent, save_checkpoint
 
     model = build_toy({"num_classes": 3})
     with torch.no_grad():
         model.embed.weight.zero_(), model.embed.bias.fill_(1.0)
         model.head.weight.copy_(torch.tensor([[0.3], [-0.2], [0.9]]).expand(3, 16))
         model.head.bias.zero_()
-    path = save_checkpoint(
-        tmp / "const",
-        model_state=model.state_dict(),
-        meta={"model_name": "toy", "model_config": model.config.model_dump()},
-    )
+    content = CheckpointContent(model_name="toy", model_config=model.config.model_dump())
+    path = save_checkpoint(tmp / "const", content, model_state=model.state_dict())
     logits = torch.tensor([0.3, -0.2, 0.9]) * 16
     return path, torch.softmax(logits, 0).numpy()
 
@@ -325,21 +322,21 @@ def test_embed_writes_geoparquet_that_geopandas_reads_and_finds_neighbours(
 def pretraining_checkpoint(tmp: Path, host: PluginHost) -> Path:
     """A pretraining record as ``atomizer pretrain`` writes it: image encoder + other heads."""
     from atomizer.models import build_model
-    from atomizer.training.checkpoint import save_checkpoint
+    from atomizer.training.checkpoint import CheckpointContent, save_checkpoint
 
     encoder = build_model("atomizer-tiny", {"num_classes": 1}, host=host)
     state = {f"image_encoder.{k}": v for k, v in encoder.state_dict().items()}
     state["temperature.log_t"] = torch.zeros(())
-    meta = {
-        "kind": "satmip-pretraining",
-        "method": "satmip",
-        "image_encoder": {
+    content = CheckpointContent(
+        kind="satmip-pretraining",
+        method="satmip",
+        image_encoder={
             "name": "atomizer-tiny",
             "config": encoder.config.model_dump(mode="json"),
             "feature_dim": encoder.feature_dim,
         },
-    }
-    return save_checkpoint(tmp / "pre", model_state=state, meta=meta)
+    )
+    return save_checkpoint(tmp / "pre", content, model_state=state)
 
 
 def test_embed_reads_a_pretraining_checkpoint_predict_refuses_it(scene, tmp_path):
@@ -369,6 +366,7 @@ def test_export_writes_a_package_whose_mlm_item_validates(trained, scene, tmp_pa
         "item.json",
         "model.json",
         "model.safetensors",
+        "package.json",
     ]
     item = json.loads((pkg / "item.json").read_text())
     props = stac_model.MLModelProperties.model_validate(item["properties"])
@@ -384,9 +382,11 @@ def test_export_writes_a_package_whose_mlm_item_validates(trained, scene, tmp_pa
         stac_model.MLModelProperties.model_validate(broken)
     card = (pkg / "README.md").read_text()
     assert "indian-pines" in card and "train_loss" in card and "atomizer predict" in card
+    package = json.loads((pkg / "package.json").read_text())
+    assert package["train_modalities"][0]["sensor"] == "sentinel2a"
+    assert package["class_names"][0] == "Alfalfa" and package["task"] == "multiclass"
     record = json.loads((pkg / "model.json").read_text())
-    assert record["package"]["train_modalities"][0]["sensor"] == "sentinel2a"
-    assert "optimizer" not in record
+    assert record["model_name"] == "atomizer-tiny" and "optimizer" not in record
     # predict with the package gives the checkpoint's map, bit for bit
     maps = []
     for model in (trained["run"], pkg):
@@ -423,12 +423,13 @@ def spoil(pkg: Path, how: str) -> None:
         (pkg / "model.safetensors").unlink()
     elif how == "no record":
         (pkg / "model.json").unlink()
+    elif how == "package version":
+        package = json.loads((pkg / "package.json").read_text())
+        package["version"] = 99
+        (pkg / "package.json").write_text(json.dumps(package))
     else:
         record = json.loads((pkg / "model.json").read_text())
-        if how == "package version":
-            record["package"]["version"] = 99
-        else:
-            record["format_version"] = 99
+        record["format_version"] = 99
         (pkg / "model.json").write_text(json.dumps(record))
 
 
@@ -499,3 +500,25 @@ def test_bad_scenes_and_outputs_are_one_error_line(trained, scene, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert read_map(out)[0].shape == (16, 64, 64)
+
+
+def test_outputs_that_are_inputs_are_refused(trained, scene, tmp_path):
+    host = make_host(tmp_path)
+    asset = json.loads(scene["item"].read_text())["assets"]["B04"]["href"]
+    before = Path(asset).read_bytes()
+    for output in (asset, scene["item"]):
+        result = invoke(
+            host,
+            [
+                "predict",
+                trained["run"],
+                scene["item"],
+                "-o",
+                output,
+                "--chip-m",
+                "1920",
+                "--overwrite",
+            ],
+        )
+        assert result.exit_code == 1 and "input" in errors(result)[0], result.output
+    assert Path(asset).read_bytes() == before

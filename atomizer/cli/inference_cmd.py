@@ -7,26 +7,27 @@ commands.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from atomizer.cli.output import echo_json, ensure_writable
+from atomizer.cli.output import echo_json
+from atomizer.io import check_output
 
 
 def _progress() -> bool:
     return sys.stderr.isatty()
 
 
-def _refuse_existing(path: Path, overwrite: bool) -> None:
+def _refuse_existing(path: Path, overwrite: bool, inputs: list) -> None:
+    """An existing output is refused unless ``--overwrite``; then the one output guard."""
     from atomizer.errors import OutputError
 
-    if path.exists() and not overwrite:
+    if os.path.lexists(path) and not overwrite:
         raise OutputError(f"{path} exists; choose another output or pass --overwrite to replace it")
-    if path.exists() and not path.is_file():
-        raise OutputError(f"{path} is not a regular file; choose another output")
-    ensure_writable(path)
+    check_output(path, inputs=inputs, overwrite=overwrite)
 
 
 def _scene_options(f):
@@ -100,7 +101,7 @@ def predict_command(
     from atomizer.training.evaluate import progress_bar, resolve_device
 
     out = Path(output)
-    _refuse_existing(out, overwrite)
+    _refuse_existing(out, overwrite, [model_path, source, sensor])
     target = resolve_device(device)
     model = load_inference_model(model_path, host=obj.host, device=target, need_head=True)
     with progress_bar(_progress()) as bar:
@@ -168,7 +169,7 @@ def embed_command(
     from atomizer.training.evaluate import progress_bar, resolve_device
 
     out = Path(output)
-    _refuse_existing(out, overwrite)
+    _refuse_existing(out, overwrite, [model_path, *sources, sensor])
     target = resolve_device(device)
     model = load_inference_model(model_path, host=obj.host, device=target)
     with progress_bar(_progress()) as bar:

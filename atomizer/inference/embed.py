@@ -62,6 +62,7 @@ def embed_scene(
     device: Any = "cpu",
     reader: str | None = None,
     progress: Callable[[int], None] | None = None,
+    output: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """One record per chip of ``source`` with atoms (chips without atoms are left out)."""
     from pyproj import Transformer
@@ -69,6 +70,10 @@ def embed_scene(
     from shapely.ops import transform as shp_transform
 
     geo = scene_geometry(source, sensor=sensor, host=host, reader=reader)
+    if output is not None:
+        from atomizer.io import check_output
+
+        check_output(output, inputs=geo.hrefs, overwrite=True)  # an asset is no output either
     rows = window_grid(geo, chip_m=chip_m, stride_m=stride_m or chip_m)
     to_lonlat = Transformer.from_crs(geo.crs.to_wkt(), "EPSG:4326", always_xy=True).transform
     item = geo.source_id or Path(str(source)).stem
@@ -190,6 +195,7 @@ def embed_sources(
                 device=device,
                 reader=reader,
                 progress=progress,
+                output=output,
             )
     write_embeddings(records, output, model=model)
     dim = len(records[0][EMBEDDING_COLUMN])

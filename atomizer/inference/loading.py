@@ -16,8 +16,11 @@ from atomizer.errors import CheckpointError
 
 #: The checkpoint record inside a model package folder (the one checkpoint format).
 PACKAGE_RECORD = "model.json"
-#: ``kind`` of a pretraining checkpoint record (see :mod:`atomizer.pretrain.checkpoint`).
-PRETRAIN_KIND = "satmip-pretraining"
+#: What the package adds to the checkpoint: class names, modalities, normalisation, its version.
+PACKAGE_META = "package.json"
+PACKAGE_FORMAT = "atomizer-model-package"
+#: Bump when the package layout changes incompatibly; packages of another version are refused.
+PACKAGE_VERSION = 1
 #: Prefix of the image encoder's tensors inside a pretraining checkpoint's model state.
 ENCODER_PREFIX = "image_encoder."
 
@@ -31,7 +34,8 @@ class InferenceModel:
     source: str
     task: str | None  # "multiclass" / "multilabel"; None for an encoder without a head
     class_names: tuple[str, ...] = ()
-    meta: dict[str, Any] = field(default_factory=dict)
+    record: Any = None  # the checkpoint's CheckpointRecord
+    package: dict[str, Any] = field(default_factory=dict)  # package.json of a package, else {}
 
     @property
     def has_head(self) -> bool:
@@ -57,74 +61,66 @@ def record_path(path: str | Path) -> Path:
     return path
 
 
+def read_package(record: Path) -> dict[str, Any]:
+    """The ``package.json`` beside a package's checkpoint record (``{}`` for a plain checkpoint)."""
+    from atomizer.documents import read_json
+
+    meta_path = record.parent / PACKAGE_META
+    if record.name != PACKAGE_RECORD or not meta_path.exists():
+        return {}
+    meta = read_json(meta_path, what="model package metadata", error=CheckpointError)
+    if not isinstance(meta, dict) or meta.get("format") != PACKAGE_FORMAT:
+        raise CheckpointError(f"{meta_path}: not an {PACKAGE_FORMAT} file; export the model again")
+    if meta.get("version") != PACKAGE_VERSION:
+        raise CheckpointError(
+            f"{meta_path}: model package version {str(meta.get('version'))[:20]} (exported with "
+            f"atomizer {str(meta.get('exported_with', '?'))[:20]}) is not the version "
+            f"{PACKAGE_VERSION} this atomizer reads; export the checkpoint again with this version"
+        )
+    return meta
+
+
 def load_inference_model(
     path: str | Path, *, host: Any, device: Any = "cpu", need_head: bool = False
 ) -> InferenceModel:
     """Load ``path`` (see the module docstring) in eval mode on ``device``.
 
     ``need_head``: refuse a model without a classification head (a pretraining checkpoint).
+    The only function here that uses the checkpoint API.
     """
-    from atomizer.training.checkpoint import load_checkpoint, read_meta
+    from atomizer.training.checkpoint import load_checkpoint, load_weights, read_record
+    from atomizer.training.checkpoint_record import PRETRAINING_KIND
 
-    record = record_path(path)
-    meta = read_meta(record)
-    meta.pop("_path", None)
-    check_package(meta, record)
-    if meta.get("kind") == PRETRAIN_KIND:
+    ref = read_record(record_path(path))
+    package = read_package(ref.path)
+    rec = ref.record
+    if rec.kind == PRETRAINING_KIND:
         if need_head:
             raise CheckpointError(
                 f"{path}: a pretraining checkpoint has an image encoder but no classification "
                 "head, so it cannot predict classes; use `atomizer embed`, or fine-tune it with "
                 "`atomizer train` first"
             )
-        enc = meta.get("image_encoder") or {}
-        if "name" not in enc or "config" not in enc:
-            raise CheckpointError(f"{record}: no image_encoder name / config; it cannot be rebuilt")
-        state = load_checkpoint(record).model_state
-        state = {
-            k[len(ENCODER_PREFIX) :]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)
-        }
-        model = build_with_weights(enc["name"], enc["config"], state, host, record)
-        return InferenceModel(model.to(device).eval(), enc["name"], str(record), None, (), meta)
-    name, cfg = meta.get("model_name"), meta.get("model_config")
-    if name is None or cfg is None:
-        raise CheckpointError(f"{record}: no model_name / model_config; it cannot be rebuilt")
-    model = build_with_weights(name, cfg, load_checkpoint(record).model_state, host, record)
-    task = cfg.get("task") or (meta.get("experiment") or {}).get("task", {}).get("type")
-    n_classes = int(cfg.get("num_classes", 0))
-    names = tuple(meta.get("class_names") or class_names_of(meta.get("experiment"), n_classes))
-    return InferenceModel(model.to(device).eval(), name, str(record), task, names, meta)
-
-
-def check_package(meta: dict[str, Any], record: Path) -> None:
-    """:class:`CheckpointError` for a package record of another package format version."""
-    from atomizer.inference.package import PACKAGE_FORMAT, PACKAGE_VERSION
-
-    pkg = meta.get("package")
-    if pkg is None:
-        return
-    if not isinstance(pkg, dict) or pkg.get("format") != PACKAGE_FORMAT:
-        raise CheckpointError(f"{record}: the package section is not an {PACKAGE_FORMAT} record")
-    if pkg.get("version") != PACKAGE_VERSION:
-        raise CheckpointError(
-            f"{record}: model package version {pkg.get('version')} (exported with atomizer "
-            f"{pkg.get('exported_with', '?')}) is not the version {PACKAGE_VERSION} this atomizer "
-            "reads; export the checkpoint again with this version"
-        )
-
-
-def build_with_weights(
-    name: str, cfg: dict[str, Any], state: dict[str, Any], host: Any, record: Path
-) -> Any:
+        if rec.image_encoder is None:
+            raise CheckpointError(f"{ref.path}: no image_encoder; it cannot be rebuilt")
+        name, cfg, prefix = rec.image_encoder.name, rec.image_encoder.config, ENCODER_PREFIX
+    else:
+        name, cfg, prefix = rec.model_name, rec.model_params, ""
+        if name is None or cfg is None:
+            raise CheckpointError(f"{ref.path}: no model_name / model_config; it cannot be rebuilt")
+    state = load_checkpoint(ref.path).model_state
+    if prefix:
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     from atomizer.models import build_model
 
     model = build_model(name, dict(cfg), host=host)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{record}: weights do not fit model {name!r}: {first}") from None
-    return model
+    load_weights(model, state, origin=ref.path, model_name=name)
+    if rec.kind == PRETRAINING_KIND:
+        return InferenceModel(model.to(device).eval(), name, str(ref.path), None, (), rec, package)
+    task = cfg.get("task") or (rec.task.type if rec.task is not None else None)
+    n_classes = int(cfg.get("num_classes", 0))
+    names = tuple(package.get("class_names") or class_names_of(rec.experiment, n_classes))
+    return InferenceModel(model.to(device).eval(), name, str(ref.path), task, names, rec, package)
 
 
 def class_names_of(experiment: dict[str, Any] | None, num_classes: int) -> tuple[str, ...]:

@@ -3,8 +3,9 @@
 The folder holds:
 
 - ``model.safetensors`` + ``model.json``: the weights and their record in the one checkpoint format
-  (:mod:`atomizer.training.checkpoint`; no optimiser or RNG state), the record extended with a
-  ``package`` section: class names, training modalities, the value normalisation the model expects;
+  (:mod:`atomizer.training.checkpoint`; no optimiser or RNG state);
+- ``package.json``: class names, training modalities, the value normalisation the model expects,
+  the measured metrics, the package format version;
 - ``item.json``: a STAC Item with the Machine Learning Model (MLM) extension describing the model;
 - ``README.md``: a model card (what it was trained on, its measured results, how to run it).
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,16 +24,30 @@ from typing import Any
 from atomizer import __version__
 from atomizer.errors import CheckpointError, OutputError
 from atomizer.inference.loading import (
+    PACKAGE_FORMAT,
+    PACKAGE_META,
     PACKAGE_RECORD,
-    PRETRAIN_KIND,
-    build_with_weights,
+    PACKAGE_VERSION,
     class_names_of,
     record_path,
 )
 
-PACKAGE_FORMAT = "atomizer-model-package"
-#: Bump when the package layout changes incompatibly.
-PACKAGE_VERSION = 1
+#: Record fields a package keeps (what was trained and how far; no optimiser or RNG state).
+KEPT_FIELDS = (
+    "kind",
+    "seed",
+    "epoch",
+    "global_step",
+    "finished",
+    "task",
+    "experiment",
+    "experiment_fingerprint",
+    "model_label",
+    "model_name",
+    "model_config",
+    "history",
+)
+
 #: The MLM extension version the item follows.
 MLM_SCHEMA_URI = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"
 CLASSIFICATION_SCHEMA_URI = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
@@ -57,32 +73,41 @@ def export_package(
     overwrite: bool = False,
 ) -> Path:
     """Write the package of ``checkpoint`` into the folder ``output``; returns the folder."""
-    from atomizer.training.checkpoint import load_checkpoint, save_checkpoint
+    from atomizer.models import build_model
+    from atomizer.training.checkpoint import (
+        CheckpointContent,
+        load_checkpoint,
+        load_weights,
+        save_checkpoint,
+    )
+    from atomizer.training.checkpoint_record import PRETRAINING_KIND
 
     out = Path(output)
-    if out.exists() and not overwrite:
+    if os.path.lexists(out) and not overwrite:
         raise OutputError(f"{out} exists; choose another folder or pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} is not a folder; choose another output folder")
     ckpt = load_checkpoint(record_path(checkpoint))
-    meta = ckpt.meta
-    if meta.get("kind") == PRETRAIN_KIND:
+    rec = ckpt.record
+    if rec.kind == PRETRAINING_KIND:
         raise CheckpointError(
             f"{checkpoint}: a pretraining checkpoint has no classifier to package; fine-tune it "
             "with `atomizer train` and export that checkpoint (embed reads it directly)"
         )
-    cfg = meta.get("model_config")
-    if meta.get("model_name") is None or cfg is None:
+    if rec.model_name is None or rec.model_params is None:
         raise CheckpointError(f"{checkpoint}: no model_name / model_config; it cannot be exported")
-    model = build_with_weights(
-        meta["model_name"], cfg, ckpt.model_state, host, Path(str(ckpt.path))
-    )
-    n = int(cfg.get("num_classes", 0))
-    names = list(class_names) if class_names else list(class_names_of(meta.get("experiment"), n))
+    model = build_model(rec.model_name, dict(rec.model_params), host=host)
+    load_weights(model, ckpt.model_state, origin=ckpt.path, model_name=rec.model_name)
+    n = int(rec.model_params.get("num_classes", 0))
+    names = list(class_names) if class_names else list(class_names_of(rec.experiment, n))
     if len(names) != n:
         raise CheckpointError(
             f"--classes names {len(names)} classes but the model has {n}; give one name per class"
         )
-    record = _record(meta, names, model)
-    tmp = out.with_name(f".{out.name}.partial")
+    kept = {k: v for k, v in rec.to_json().items() if k in KEPT_FIELDS}
+    content = CheckpointContent.model_validate(kept)
+    package = package_meta(kept, names, model, rec.checkpoint_id)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
@@ -91,10 +116,11 @@ def export_package(
             f"cannot create {tmp}: {exc.strerror or exc}; choose another folder"
         ) from None
     try:
-        save_checkpoint(tmp / Path(PACKAGE_RECORD).stem, model_state=ckpt.model_state, meta=record)
-        item = mlm_item(record, sum(p.numel() for p in model.parameters()))
+        save_checkpoint(tmp / Path(PACKAGE_RECORD).stem, content, model_state=ckpt.model_state)
+        (tmp / PACKAGE_META).write_text(json.dumps(package, indent=2) + "\n", encoding="utf-8")
+        item = mlm_item(package)
         (tmp / "item.json").write_text(json.dumps(item, indent=2) + "\n", encoding="utf-8")
-        (tmp / "README.md").write_text(model_card(record), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(package, kept), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -104,66 +130,64 @@ def export_package(
     return out
 
 
-def _record(meta: dict[str, Any], names: list[str], model: Any) -> dict[str, Any]:
-    keep = (
-        "model_name",
-        "model_config",
-        "model_label",
-        "experiment",
-        "seed",
-        "epoch",
-        "global_step",
-        "history",
-        "finished",
-    )
-    experiment = meta.get("experiment") or {}
-    record = {k: meta[k] for k in keep if k in meta}
-    record["class_names"] = names
-    record["package"] = {
+def package_meta(
+    record: dict[str, Any], names: list[str], model: Any, checkpoint_id: str
+) -> dict[str, Any]:
+    """``package.json``: what a user of the package needs besides the weights and config."""
+    experiment = record.get("experiment") or {}
+    cfg = record["model_config"]
+    return {
         "format": PACKAGE_FORMAT,
         "version": PACKAGE_VERSION,
         "exported_with": __version__,
         "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "source_checkpoint_id": meta.get("checkpoint_id"),
-        "task": meta["model_config"].get("task"),
+        "source_checkpoint_id": checkpoint_id,
+        "model_name": record["model_name"],
+        "model_label": record.get("model_label") or record["model_name"],
+        "task": cfg.get("task"),
+        "class_names": names,
         "train_modalities": experiment.get("train_modalities", []),
         "dataset": (experiment.get("data") or {}).get("dataset"),
         "normalisation": {
             "values": VALUE_CONVENTION,
             "data_options": (experiment.get("data") or {}).get("options", {}),
-            "model_value_encoding": (meta["model_config"].get("tokenizer") or {}).get("value"),
+            "model_value_encoding": (cfg.get("tokenizer") or {}).get("value"),
         },
-        "tokenizer": meta["model_config"].get("tokenizer"),
+        "tokenizer": cfg.get("tokenizer"),
+        "model_config": cfg,
         "feature_dim": getattr(model, "feature_dim", None),
-        "metrics": last_metrics(meta.get("history") or []),
+        "total_parameters": int(sum(p.numel() for p in model.parameters())),
+        "metrics": last_metrics(record.get("history") or []),
     }
-    return record
 
 
 def last_metrics(history: list[dict[str, Any]]) -> dict[str, float]:
     """The last epoch's validation metrics (and training loss) recorded in a checkpoint."""
     last = history[-1] if history else {}
-    return {k: v for k, v in last.items() if k.startswith("val/") or k == "train_loss"}
+    return {
+        k: float(v)
+        for k, v in last.items()
+        if (k.startswith("val/") or k == "train_loss") and isinstance(v, (int, float))
+    }
 
 
-def mlm_item(record: dict[str, Any], n_params: int) -> dict[str, Any]:
+def mlm_item(pkg: dict[str, Any]) -> dict[str, Any]:
     """The package's STAC Item (MLM extension) as a JSON dict."""
     import torch
 
-    pkg = record["package"]
-    names = record["class_names"]
-    label = record.get("model_label") or record["model_name"]
+    names = pkg["class_names"]
+    label = pkg["model_label"]
     task = "classification"
     properties = {
         "datetime": pkg["exported_at"],
-        "description": f"{label}: an atomizer {record['model_name']} classifier ({pkg['task']}) "
+        "description": f"{label}: an atomizer {pkg['model_name']} classifier ({pkg['task']}) "
         f"trained on {pkg['dataset']}",
         "mlm:name": label,
-        "mlm:architecture": _architecture(record["model_name"]),
+        "mlm:architecture": _architecture(pkg["model_name"]),
         "mlm:tasks": [task, "scene-classification"],
         "mlm:framework": "pytorch",
         "mlm:framework_version": torch.__version__.split("+")[0],
-        "mlm:total_parameters": int(n_params),
+        "mlm:total_parameters": pkg["total_parameters"],
         "mlm:pretrained": False,
         "mlm:batch_size_suggestion": 16,
         "mlm:input": [
@@ -196,7 +220,7 @@ def mlm_item(record: dict[str, Any], n_params: int) -> dict[str, Any]:
                 "post_processing_function": None,
             }
         ],
-        "mlm:hyperparameters": {"model_config": record["model_config"]},
+        "mlm:hyperparameters": {"model_config": pkg["model_config"]},
         "atomizer:train_modalities": pkg["train_modalities"],
         "atomizer:normalisation": pkg["normalisation"],
     }
@@ -219,8 +243,14 @@ def mlm_item(record: dict[str, Any], n_params: int) -> dict[str, Any]:
             "config": {
                 "href": f"./{PACKAGE_RECORD}",
                 "type": "application/json",
-                "title": "model, tokenizer and training config; class names; normalisation",
+                "title": "checkpoint record: model, tokenizer and training config",
                 "roles": ["mlm:model-config", "metadata"],
+            },
+            "package": {
+                "href": f"./{PACKAGE_META}",
+                "type": "application/json",
+                "title": "class names, training modalities, normalisation, metrics",
+                "roles": ["metadata"],
             },
             "model-card": {
                 "href": "./README.md",
@@ -240,10 +270,9 @@ def _architecture(model_name: str) -> str:
     return model_name
 
 
-def model_card(record: dict[str, Any]) -> str:
+def model_card(pkg: dict[str, Any], record: dict[str, Any]) -> str:
     """The package's README.md."""
-    pkg = record["package"]
-    label = record.get("model_label") or record["model_name"]
+    label = pkg["model_label"]
     mods = (
         "\n".join(
             f"- {m.get('name') or m.get('sensor')}: sensor `{m.get('sensor')}`, bands "
@@ -259,11 +288,11 @@ def model_card(record: dict[str, Any]) -> str:
         if metrics
         else "No validation metrics were recorded."
     )
-    classes = ", ".join(record["class_names"])
+    classes = ", ".join(pkg["class_names"])
     return f"""# {label}
 
-An atomizer `{record["model_name"]}` model ({pkg["task"]} classification,
-{len(record["class_names"])} classes),
+An atomizer `{pkg["model_name"]}` model ({pkg["task"]} classification,
+{len(pkg["class_names"])} classes),
 exported by atomizer {pkg["exported_with"]} on {pkg["exported_at"]}.
 It reads {INPUT_DESCRIPTION}.
 
@@ -291,6 +320,7 @@ atomizer embed THIS_FOLDER scene.json -o embeddings.parquet --chip-m 1920
 atomizer evaluate THIS_FOLDER --modality sentinel2a --bands B02,B03,B04,B08
 ```
 
-Files: `model.safetensors` (weights), `model.json` (model, tokenizer and training config, class
-names, normalisation), `item.json` (STAC Item, MLM extension).
+Files: `model.safetensors` (weights), `model.json` (checkpoint record: model, tokenizer and
+training config), `package.json` (class names, modalities, normalisation, metrics), `item.json`
+(STAC Item, MLM extension).
 """

@@ -175,8 +175,11 @@ def _predict_scene(
     reader: str | None,
     progress: Callable[[int, int], None] | None,
 ) -> PredictReport:
+    from atomizer.io import check_output
+
     started = time.perf_counter()
     geo = scene_geometry(source, sensor=sensor, host=host, reader=reader)
+    check_output(output, inputs=geo.hrefs, overwrite=True)  # an asset is no output either
     rows = window_grid(geo, chip_m=chip_m, stride_m=stride_m)
     gsd = float(gsd_m or geo.gsd_m)
     height, width = output_shape(geo, gsd)

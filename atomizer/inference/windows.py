@@ -47,6 +47,7 @@ class SceneGeometry:
     source_id: str | None
     datetime: Any
     band_names: tuple[str, ...]
+    hrefs: tuple[str, ...] = ()  # the files read (outputs must not be any of them)
 
     @property
     def width_m(self) -> float:
@@ -123,6 +124,7 @@ def scene_geometry(
         source_id=atoms.scene.source_id,
         datetime=atoms.scene.datetime,
         band_names=tuple(b.band for b in report.bands),
+        hrefs=tuple(dict.fromkeys(b.href for b in report.bands)),
     )
 
 
