@@ -5,7 +5,7 @@ eval mode, and each window's class probabilities are spread over its footprint w
 (1 at the centre, small at the edges); where windows overlap the map is the weighted average.
 Output rows are written as soon as no later window can touch them, so memory holds one row of
 windows and one strip of the output, whatever the scene's size. The map is first written as a
-tiled GeoTIFF beside the output, then copied to a Cloud-Optimized GeoTIFF (with overviews) and
+GeoTIFF of strips beside the output, then copied to a Cloud-Optimized GeoTIFF (with overviews) and
 moved into place in one step: a failed run leaves no half-written map.
 """
 
@@ -273,7 +273,7 @@ def _predict(model: InferenceModel, chips: list[Any], batch_size: int, device: A
 def _map_writer(
     output: Path, geo: SceneGeometry, gsd: float, width: int, height: int, bands: list[str]
 ):
-    """``write(top, probs, valid, argmax)`` into a tiled GeoTIFF; then a COG at ``output``."""
+    """``write(top, probs, valid, argmax)`` into a GeoTIFF of strips; then a COG at ``output``."""
     import rasterio
     from rasterio.errors import RasterioError
     from rasterio.shutil import copy as gdal_copy
@@ -291,10 +291,11 @@ def _map_writer(
         "crs": geo.crs,
         "transform": from_origin(geo.x0, geo.y0, gsd, gsd),
         "nodata": NODATA,
-        "tiled": True,
-        "blockxsize": TILE_PX,
-        "blockysize": TILE_PX,
+        # written once row by row: strips, not tiles (a tile would be re-read and re-compressed
+        # by every row-block that touches it); light compression, the COG copy compresses again
+        "tiled": False,
         "compress": "deflate",
+        "zlevel": 1,
     }
     with atomic_path(output) as final:
         strips = final.with_name(final.name + ".strips.tif")
