@@ -149,9 +149,7 @@ def child(kind: str, item: str, checkpoint: str, out_dir: str) -> dict[str, Any]
 
     geo = scene_geometry(item, sensor=None, host=host)
     rows = window_grid(geo, chip_m=CHIP_M, stride_m=STRIDE_M)
-    chips = [
-        c for _, cs, _ in iter_window_rows(item, geo, rows, sensor=None, host=host) for c in cs
-    ]
+    chips = [c for _, cs in iter_window_rows(item, geo, rows, sensor=None, host=host) for c in cs]
     dataset = [(c, 0) for c in chips if len(c)]
     c0, t0 = _cpu_seconds(), time.perf_counter()
     evaluate_model(

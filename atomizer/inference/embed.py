@@ -79,7 +79,7 @@ def embed_scene(
     item = geo.source_id or Path(str(source)).stem
     when = geo.datetime.isoformat() if geo.datetime is not None else None
     records = []
-    for windows, chips, _ in iter_window_rows(
+    for windows, chips in iter_window_rows(
         source, geo, rows, sensor=sensor, host=host, reader=reader
     ):
         feats = _encode(model, chips, batch_size, device)

@@ -202,13 +202,13 @@ def _predict_scene(
     total = sum(len(r) for r in rows)
     output = Path(output)
     with _map_writer(output, geo, gsd, width, height, bands) as write:
-        for i, (windows, chips, blocks) in enumerate(
+        for i, (windows, chips) in enumerate(
             iter_window_rows(source, geo, rows, sensor=sensor, host=host, reader=reader)
         ):
             if i == 0:
                 _band_check(model, geo, chips)
-            for block in blocks:
-                acc.cover(*covered_pixels(block, geo, gsd, width, height))
+            for w, chip in zip(windows, chips):
+                acc.cover(*covered_pixels(chip, w, geo, gsd, width, height))
             t0 = time.perf_counter()
             probs = _predict(model, chips, batch_size, device)
             report.model_seconds += time.perf_counter() - t0

@@ -3,9 +3,10 @@
 :func:`scene_geometry` learns a scene's grids from one one-pixel read plus each band file's header;
 :func:`window_grid` lays square windows of ``chip_m`` metres every ``stride_m`` metres over it (the
 last row and column flush with the scene's far edges, so every pixel is covered);
-:func:`iter_window_rows` reads one row of windows at a time, in blocks of at most
-:data:`MAX_BLOCK_PX` columns, through the readers' windowed reading (the whole scene is never
-loaded) and cuts each window's atoms out of its block, centred on the window.
+:func:`iter_window_rows` reads several rows of windows at a time, in blocks of at most
+:data:`MAX_BLOCK_PIXELS` pixels and :data:`MAX_BLOCK_PX` columns, through the readers' windowed
+reading (the whole scene is never loaded), and cuts each window's atoms out of its block,
+centred on the window.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from atomizer.atoms.atomset import AtomSet
 from atomizer.errors import WindowError
 from atomizer.readers.base import PixelWindow, ReadOptions
 
-#: Widest block (finest-grid pixels) read at once: bounds the memory of one read.
+#: Widest block (finest-grid pixels) read at once, and most finest-grid pixels in one block:
+#: together they bound the memory of one read whatever the scene's size.
 MAX_BLOCK_PX = 2048
+MAX_BLOCK_PIXELS = 1 << 20
 #: GDAL's block cache (MB) while a scene is walked: GDAL's default (5% of RAM) would keep every
 #: block read and every map block written, so memory would grow with the scene's area.
 GDAL_CACHE_MB = 64
@@ -194,15 +197,52 @@ def tent_weights(start: float, length: float, centres: np.ndarray) -> np.ndarray
     return np.maximum(1.0 - np.abs(2.0 * u - 1.0), EDGE_WEIGHT)
 
 
-def _block_groups(row: list[Window]) -> Iterator[list[Window]]:
-    group: list[Window] = []
+def _column_groups(row: list[Window]) -> list[list[Window]]:
+    """Consecutive windows of a row whose columns span at most :data:`MAX_BLOCK_PX` pixels."""
+    groups: list[list[Window]] = [[]]
     for w in row:
-        if group and w.col_off + w.size_px - group[0].col_off > MAX_BLOCK_PX:
-            yield group
-            group = []
-        group.append(w)
-    if group:
-        yield group
+        if groups[-1] and w.col_off + w.size_px - groups[-1][0].col_off > MAX_BLOCK_PX:
+            groups.append([])
+        groups[-1].append(w)
+    return groups
+
+
+def _row_bands(rows: list[list[Window]], width_px: int) -> list[list[list[Window]]]:
+    """Consecutive rows of windows read together: at most :data:`MAX_BLOCK_PIXELS` per block."""
+    span = min(width_px, MAX_BLOCK_PX)
+    bands: list[list[list[Window]]] = [[]]
+    for row in rows:
+        band = bands[-1]
+        if (
+            band
+            and (row[0].row_off + row[0].size_px - band[0][0].row_off) * span > MAX_BLOCK_PIXELS
+        ):
+            bands.append(band := [])
+        band.append(row)
+    return bands
+
+
+def _cut(block: AtomSet, windows: list[Window], crs: Any) -> list[AtomSet]:
+    """Each window's atoms out of ``block`` (one row of windows), centred on the window."""
+    from rasterio.warp import transform
+
+    cx, cy = block.scene.extra["reference_centre_m"]
+    ymin, ymax = windows[0].bounds[1], windows[0].bounds[3]
+    in_row = np.flatnonzero((block.y >= np.float32(ymin - cy)) & (block.y < np.float32(ymax - cy)))
+    order = in_row[np.argsort(block.x[in_row], kind="stable")]
+    xs = block.x[order]
+    centres = [w.centre for w in windows]
+    lons, lats = transform(crs, "EPSG:4326", [c[0] for c in centres], [c[1] for c in centres])
+    chips = []
+    for w, (wx, wy), lon, lat in zip(windows, centres, lons, lats):
+        lo = np.searchsorted(xs, np.float32(w.bounds[0] - cx), side="left")
+        hi = np.searchsorted(xs, np.float32(w.bounds[2] - cx), side="left")
+        chip = block.take(np.sort(order[lo:hi])).recentered(wx - cx, wy - cy)
+        chip.scene = replace(
+            block.scene, lon=float(lon), lat=float(lat), extra={"window": list(w.bounds)}
+        )
+        chips.append(chip)
+    return chips
 
 
 def iter_window_rows(
@@ -213,56 +253,37 @@ def iter_window_rows(
     sensor: Any,
     host: Any,
     reader: str | None = None,
-) -> Iterator[tuple[list[Window], list[AtomSet], list[AtomSet]]]:
-    """Per row of windows: the windows, each one's atoms (centred on it) and the blocks read."""
-    from rasterio.warp import transform
+) -> Iterator[tuple[list[Window], list[AtomSet]]]:
+    """Per row of windows: the windows and each one's atoms, centred on it.
 
+    Several rows are read at once (blocks of at most :data:`MAX_BLOCK_PIXELS` finest pixels, at
+    most :data:`MAX_BLOCK_PX` wide): few reads, and memory bounded whatever the scene's size.
+    """
     from atomizer.sensors import resolve_sensor
 
     if sensor is not None:
         sensor = resolve_sensor(sensor, host.sensors)  # a YAML file is read once, not per block
-    for row in rows:
-        atoms_out: list[AtomSet] = []
-        blocks: list[AtomSet] = []
-        for group in _block_groups(row):
-            first, last = group[0], group[-1]
-            pixel = PixelWindow(
-                first.col_off,
-                first.row_off,
-                last.col_off + last.size_px - first.col_off,
-                first.size_px,
-            )
+    for band in _row_bands(rows, geo.width):
+        chips: list[list[AtomSet]] = [[] for _ in band]
+        top, size = band[0][0].row_off, band[0][0].size_px
+        height = band[-1][0].row_off + size - top
+        for g, group in enumerate(_column_groups(band[0])):
+            left = group[0].col_off
+            pixel = PixelWindow(left, top, group[-1].col_off + size - left, height)
             block, _ = read_window(source, pixel, sensor=sensor, host=host, reader=reader)
-            blocks.append(block)
-            cx, cy = block.scene.extra["reference_centre_m"]
-            centres = [w.centre for w in group]
-            lons, lats = transform(
-                geo.crs, "EPSG:4326", [c[0] for c in centres], [c[1] for c in centres]
-            )
-            order = np.argsort(block.x, kind="stable")
-            xs = block.x[order]
-            for w, (wx, wy), lon, lat in zip(group, centres, lons, lats):
-                xmin, ymin, xmax, ymax = w.bounds
-                lo = np.searchsorted(xs, np.float32(xmin - cx), side="left")
-                hi = np.searchsorted(xs, np.float32(xmax - cx), side="left")
-                idx = order[lo:hi]
-                ys = block.y[idx]
-                idx = idx[(ys >= np.float32(ymin - cy)) & (ys < np.float32(ymax - cy))]
-                chip = block.take(np.sort(idx)).recentered(wx - cx, wy - cy)
-                chip.scene = replace(
-                    block.scene, lon=float(lon), lat=float(lat), extra={"window": list(w.bounds)}
-                )
-                atoms_out.append(chip)
-        yield row, atoms_out, blocks
+            for i, row in enumerate(band):
+                chips[i] += _cut(block, _column_groups(row)[g], geo.crs)
+            del block
+        yield from zip(band, chips)
 
 
 def covered_pixels(
-    block: AtomSet, geo: SceneGeometry, gsd_m: float, width: int, height: int
+    chip: AtomSet, window: Window, geo: SceneGeometry, gsd_m: float, width: int, height: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, cols) of output pixels of ``gsd_m`` holding at least one atom of ``block``."""
-    cx, cy = block.scene.extra["reference_centre_m"]
-    cols = np.floor((block.x.astype(np.float64) + cx - geo.x0) / gsd_m).astype(np.int64)
-    rows = np.floor((geo.y0 - (block.y.astype(np.float64) + cy)) / gsd_m).astype(np.int64)
+    """(rows, cols) of output pixels of ``gsd_m`` holding at least one atom of ``chip``."""
+    wx, wy = window.centre
+    cols = np.floor((chip.x.astype(np.float64) + wx - geo.x0) / gsd_m).astype(np.int64)
+    rows = np.floor((geo.y0 - (chip.y.astype(np.float64) + wy)) / gsd_m).astype(np.int64)
     ok = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
     flat = np.unique(rows[ok] * width + cols[ok])
     return flat // width, flat % width
