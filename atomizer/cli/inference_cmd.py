@@ -36,6 +36,11 @@ def _scene_options(f):
             click.option("--sensor", help="Sensor id or spec YAML (needed for a GeoTIFF / JP2)."),
             click.option("--reader", help="Reader to use (default: chosen by the file suffix)."),
             click.option(
+                "--mask",
+                "mask_names",
+                help="Drop atoms the sensor's quality layer flags, e.g. cloud,shadow (STAC items).",
+            ),
+            click.option(
                 "--chip-m",
                 type=float,
                 default=1920.0,
@@ -83,6 +88,7 @@ def predict_command(
     argmax,
     sensor,
     reader,
+    mask_names,
     chip_m,
     stride_m,
     batch_size,
@@ -98,6 +104,7 @@ def predict_command(
     """
     from atomizer.inference.loading import load_inference_model
     from atomizer.inference.predict import predict_scene
+    from atomizer.readers.quality import parse_mask_names
     from atomizer.training.evaluate import progress_bar, resolve_device
 
     out = Path(output)
@@ -119,6 +126,7 @@ def predict_command(
             batch_size=batch_size,
             device=target,
             reader=reader,
+            mask=parse_mask_names(mask_names),
             progress=lambda done, total: bar.update(job, completed=done, total=total),
         )
     if as_json:
@@ -151,6 +159,7 @@ def embed_command(
     output,
     sensor,
     reader,
+    mask_names,
     chip_m,
     stride_m,
     batch_size,
@@ -160,12 +169,14 @@ def embed_command(
 ) -> None:
     """Embed every chip of a grid over SOURCES (--chip-m windows every --stride-m; no overlap).
 
+    A SOURCE may also be a dataset folder (`atomizer dataset build`): every chip of it is embedded.
     Writes one GeoParquet row per chip: lon/lat footprint, chip_id, item_id, sensor, datetime,
     n_atoms and the encoder's pooled embedding. MODEL may also be a pretraining checkpoint. Nearest
-    chips: ``atomizer.inference.embed.nearest_chips(geopandas.read_parquet(PATH), CHIP_ID, k=10)``.
+    chips: ``atomizer.inference.nearest_chips(geopandas.read_parquet(PATH), CHIP_ID, k=10)``.
     """
     from atomizer.inference.embed import embed_sources
     from atomizer.inference.loading import load_inference_model
+    from atomizer.readers.quality import parse_mask_names
     from atomizer.training.evaluate import progress_bar, resolve_device
 
     out = Path(output)
@@ -185,6 +196,7 @@ def embed_command(
             batch_size=batch_size,
             device=target,
             reader=reader,
+            mask=parse_mask_names(mask_names),
             progress=lambda n: bar.advance(job, n),
         )
     if as_json:

@@ -1,4 +1,5 @@
-"""``atomizer embed``: the encoder's pooled embedding of every chip of a grid over scenes.
+"""``atomizer embed``: the encoder's pooled embedding of every chip of a grid over scenes, or of
+every chip of a dataset folder (``atomizer dataset build``).
 
 One row per chip: its footprint (a lon/lat polygon; the scene's own CRS and bounds are columns
 too), a chip id, the item id, sensor, datetime, the number of atoms and the embedding (a list of
@@ -63,6 +64,7 @@ def embed_scene(
     reader: str | None = None,
     progress: Callable[[int], None] | None = None,
     output: str | Path | None = None,
+    mask: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """One record per chip of ``source`` with atoms (chips without atoms are left out)."""
     from pyproj import Transformer
@@ -80,7 +82,7 @@ def embed_scene(
     when = geo.datetime.isoformat() if geo.datetime is not None else None
     records = []
     for windows, chips in iter_window_rows(
-        source, geo, rows, sensor=sensor, host=host, reader=reader
+        source, geo, rows, sensor=sensor, host=host, reader=reader, mask=mask
     ):
         feats = _encode(model, chips, batch_size, device)
         for w, chip, f in zip(windows, chips, feats):
@@ -106,6 +108,67 @@ def embed_scene(
             )
         if progress is not None:
             progress(len(windows))
+    return records
+
+
+def is_dataset_folder(source: str | Path) -> bool:
+    """Whether ``source`` is a dataset folder built by ``atomizer dataset build``."""
+    return Path(source).is_dir() and (Path(source) / "manifest.json").is_file()
+
+
+def embed_dataset(
+    model: InferenceModel,
+    folder: str | Path,
+    *,
+    batch_size: int = 16,
+    device: Any = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One record per chip of a dataset folder (its chips as built: native grids, no modality)."""
+    from pyproj import Transformer
+    from shapely.geometry import box
+    from shapely.ops import transform as shp_transform
+
+    from atomizer.datasets import open_dataset
+
+    dataset = open_dataset(folder)
+    to_lonlat: dict[str, Any] = {}
+    records = []
+    for start in range(0, len(dataset), batch_size):
+        index = list(range(start, min(start + batch_size, len(dataset))))
+        chips = [dataset.source(i) for i in index]
+        for i, chip, f in zip(index, chips, _encode(model, chips, batch_size, device)):
+            if f is None:
+                continue
+            scene, row = chip.scene, dataset.row(i)
+            cx, cy = scene.extra["reference_centre_m"]
+            half = float(scene.extra["chip_m"]) / 2.0
+            if scene.crs not in to_lonlat:
+                to_lonlat[scene.crs] = Transformer.from_crs(
+                    scene.crs, "EPSG:4326", always_xy=True
+                ).transform
+            poly = box(cx - half, cy - half, cx + half, cy + half).segmentize(half / 4)
+            records.append(
+                {
+                    "chip_id": f"{Path(folder).name}:{i}",
+                    "item_id": scene.source_id,
+                    "sensor": scene.sensor_id,
+                    "datetime": scene.datetime.isoformat() if scene.datetime else None,
+                    "source": str(folder),
+                    "crs": scene.crs,
+                    "xmin": cx - half,
+                    "ymin": cy - half,
+                    "xmax": cx + half,
+                    "ymax": cy + half,
+                    "n_atoms": len(chip),
+                    "label": str(row.get("label")),
+                    "split": row.get("split"),
+                    EMBEDDING_COLUMN: f,
+                    "geometry": shp_transform(to_lonlat[scene.crs], poly),
+                }
+            )
+        if progress is not None:
+            progress(len(index))
     return records
 
 
@@ -168,6 +231,7 @@ def embed_sources(
     device: Any = "cpu",
     reader: str | None = None,
     progress: Callable[[int], None] | None = None,
+    mask: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Embed every chip of every source into one GeoParquet at ``output``; returns a summary."""
     if not hasattr(model.model, "encode"):
@@ -183,6 +247,11 @@ def embed_sources(
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
     for src in sources:
+        if is_dataset_folder(src):
+            records += embed_dataset(
+                model, src, batch_size=batch_size, device=device, progress=progress
+            )
+            continue
         with bounded_gdal_cache():
             records += embed_scene(
                 model,
@@ -196,6 +265,7 @@ def embed_sources(
                 reader=reader,
                 progress=progress,
                 output=output,
+                mask=mask,
             )
     write_embeddings(records, output, model=model)
     dim = len(records[0][EMBEDDING_COLUMN])

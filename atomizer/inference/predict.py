@@ -137,6 +137,7 @@ def predict_scene(
     device: Any = "cpu",
     reader: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    mask: tuple[str, ...] = (),
 ) -> PredictReport:
     """Predict ``source`` with ``model``; write the map to ``output`` (see the module docstring)."""
     if not model.has_head:
@@ -156,6 +157,7 @@ def predict_scene(
             device=device,
             reader=reader,
             progress=progress,
+            mask=mask,
         )
 
 
@@ -174,6 +176,7 @@ def _predict_scene(
     device: Any,
     reader: str | None,
     progress: Callable[[int, int], None] | None,
+    mask: tuple[str, ...],
 ) -> PredictReport:
     from atomizer.io import check_output
 
@@ -203,7 +206,7 @@ def _predict_scene(
     output = Path(output)
     with _map_writer(output, geo, gsd, width, height, bands) as write:
         for i, (windows, chips) in enumerate(
-            iter_window_rows(source, geo, rows, sensor=sensor, host=host, reader=reader)
+            iter_window_rows(source, geo, rows, sensor=sensor, host=host, reader=reader, mask=mask)
         ):
             if i == 0:
                 _band_check(model, geo, chips)

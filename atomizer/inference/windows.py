@@ -27,7 +27,7 @@ from atomizer.readers.base import PixelWindow, ReadOptions
 #: Widest block (finest-grid pixels) read at once, and most finest-grid pixels in one block:
 #: together they bound the memory of one read whatever the scene's size.
 MAX_BLOCK_PX = 2048
-MAX_BLOCK_PIXELS = 1 << 20
+MAX_BLOCK_PIXELS = 1 << 18
 #: GDAL's block cache (MB) while a scene is walked: GDAL's default (5% of RAM) would keep every
 #: block read and every map block written, so memory would grow with the scene's area.
 GDAL_CACHE_MB = 64
@@ -253,16 +253,23 @@ def iter_window_rows(
     sensor: Any,
     host: Any,
     reader: str | None = None,
+    mask: tuple[str, ...] = (),
 ) -> Iterator[tuple[list[Window], list[AtomSet]]]:
     """Per row of windows: the windows and each one's atoms, centred on it.
 
     Several rows are read at once (blocks of at most :data:`MAX_BLOCK_PIXELS` finest pixels, at
     most :data:`MAX_BLOCK_PX` wide): few reads, and memory bounded whatever the scene's size.
+    ``mask``: quality flags (``cloud``, ``shadow``...) whose atoms the sensor's quality layer drops.
     """
     from atomizer.sensors import resolve_sensor
 
     if sensor is not None:
         sensor = resolve_sensor(sensor, host.sensors)  # a YAML file is read once, not per block
+    if mask:
+        from atomizer.readers.quality import mask_item_atoms, quality_rule
+
+        spec = sensor if sensor is not None else host.sensors.get(geo.sensor_id)
+        quality_rule(spec, mask)  # a sensor without these flags fails before any read
     for band in _row_bands(rows, geo.width):
         chips: list[list[AtomSet]] = [[] for _ in band]
         top, size = band[0][0].row_off, band[0][0].size_px
@@ -271,6 +278,9 @@ def iter_window_rows(
             left = group[0].col_off
             pixel = PixelWindow(left, top, group[-1].col_off + size - left, height)
             block, _ = read_window(source, pixel, sensor=sensor, host=host, reader=reader)
+            if mask:
+                centre = tuple(block.scene.extra["reference_centre_m"])
+                block, _ = mask_item_atoms(str(source), block, spec, mask, centre)
             for i, row in enumerate(band):
                 chips[i] += _cut(block, _column_groups(row)[g], geo.crs)
             del block
