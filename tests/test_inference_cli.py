@@ -522,3 +522,71 @@ def test_outputs_that_are_inputs_are_refused(trained, scene, tmp_path):
         )
         assert result.exit_code == 1 and "input" in errors(result)[0], result.output
     assert Path(asset).read_bytes() == before
+
+
+def test_mask_drops_flagged_atoms_and_needs_a_quality_layer(trained, scene, tmp_path):
+    host = make_host(tmp_path)
+    maps = {}
+    for mask in (None, "cloud,cirrus"):
+        out = tmp_path / f"map-{mask}.tif"
+        args = ["predict", trained["run"], scene["item"], "-o", out, "--chip-m", "1920"]
+        result = invoke(host, args + (["--mask", mask] if mask else []))
+        assert result.exit_code == 0, result.output
+        maps[mask] = read_map(out)[0][0] != -1
+    # the crop holds cloud (SCL 8, 9): fewer pixels keep atoms, none is gained
+    assert maps["cloud,cirrus"].sum() < maps[None].sum()
+    assert not (maps["cloud,cirrus"] & ~maps[None]).any()
+    refused = invoke(
+        host,
+        [
+            "predict",
+            trained["run"],
+            scene["tif"],
+            "--sensor",
+            scene["sensor"],
+            "-o",
+            tmp_path / "m.tif",
+            "--mask",
+            "cloud",
+        ],
+    )
+    assert refused.exit_code == 1 and "quality" in errors(refused)[0], refused.output
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_embed_reads_every_chip_of_a_dataset_folder(trained, tmp_path):
+    import geopandas as gpd
+    from dataset_toys import (
+        centre_lonlat,
+        synthetic_item,
+        write_item_collection,
+        write_points,
+        write_spec,
+    )
+
+    from atomizer.datasets import build_dataset, load_dataset_spec
+
+    write_item_collection(tmp_path / "items.json", [synthetic_item(tmp_path / "a", "good")])
+    points = [
+        (*centre_lonlat(offset_m=off), name)
+        for off, name in (((100.0, -100.0), "a"), ((250.0, -250.0), "b"), ((300.0, -100.0), "a"))
+    ]
+    write_points(tmp_path / "labels.geojson", points)
+    spec = write_spec(
+        tmp_path / "spec.yaml",
+        items="items.json",
+        sensor="sentinel2a-l2a",
+        bands=["B04", "B8A"],
+        labels={"path": "labels.geojson", "column": "landcover"},
+        chip_m=100,
+    )
+    folder = tmp_path / "ds"
+    build_dataset(load_dataset_spec(spec), folder, workers=0, host=make_host(tmp_path))
+    out = tmp_path / "emb.parquet"
+    result = invoke(make_host(tmp_path), ["embed", trained["run"], folder, "-o", out, "--json"])
+    assert result.exit_code == 0, result.output
+    table = gpd.read_parquet(out)
+    assert len(table) == 3 and sorted(table["label"]) == ["a", "a", "b"]
+    assert (table["item_id"] == "good").all() and (table["n_atoms"] > 0).all()
+    lon, lat = centre_lonlat(offset_m=(100.0, -100.0))
+    assert table.geometry.iloc[0].buffer(1e-6).contains(gpd.points_from_xy([lon], [lat])[0])
