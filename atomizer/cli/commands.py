@@ -11,9 +11,11 @@ COMMAND_MODULES = (
     "atomizer.cli.sensors_cmd",
     "atomizer.cli.tokenize_cmd",
     "atomizer.cli.atoms_cmd",
+    "atomizer.cli.dataset_cmd",
     "atomizer.cli.simulate_cmd",
     "atomizer.cli.train_cmd",
     "atomizer.cli.pretrain_cmd",
+    "atomizer.cli.inference_cmd",
     "atomizer.cli.plugins_cmd",
 )
 

@@ -46,6 +46,7 @@ from atomizer.pretrain.metadata import (
 from atomizer.readers.stac_build import read_sentinel2_l2a_product, read_xml
 from atomizer.simulate.api import BandRasters, atoms_from_planes, simulated_band
 from atomizer.simulate.spatial import aggregate
+from atomizer.training.seed import Stream, stream_rng
 
 #: Sentinel-2 L2A scene classification classes (ESA L2A product specification).
 SCL_CLASSES: dict[int, str] = {
@@ -342,7 +343,7 @@ def build_chips(
                 f"data source {i} ({source.kind}): folder {folder} not found; set data.root in the "
                 "config or the ATOMIZER_SHARED_DATA environment variable to the shared data folder"
             )
-        rng = np.random.default_rng([config.data.seed, i])
+        rng = stream_rng(config.data.seed, Stream.CHIP_SAMPLING, i)
         if source.kind == "s2_tile":
             spec = host.sensors.get(source.sensor or "sentinel2a-l2a")
             chips.extend(s2_tile_chips(folder, spec, source, rng))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from atomizer.config import StrictModel
 
@@ -60,13 +60,6 @@ MAX_ABS_OFFSET = 1e9
 Modality = Literal["optical", "thermal", "sar"]
 
 
-class _Strict(StrictModel):
-    """The strict base of the spec models; every float is finite unless a field says otherwise
-    (``allow_inf_nan=True``)."""
-
-    model_config = ConfigDict(allow_inf_nan=False)
-
-
 def check_scale(v: float | None) -> float | None:
     """``v`` when it is a usable scale (``SCALE_RANGE`` in absolute value), else ValueError."""
     if v is not None and not (SCALE_RANGE[0] <= abs(v) <= SCALE_RANGE[1]):
@@ -92,7 +85,7 @@ def check_gsd_m(v: float) -> float:
     return v
 
 
-class SpectralResponse(_Strict):
+class SpectralResponse(StrictModel):
     """A tabulated relative spectral response: ``value[i]`` at ``wavelength_nm[i]`` (ascending)."""
 
     wavelength_nm: list[float] = Field(
@@ -116,7 +109,7 @@ class SpectralResponse(_Strict):
         return self
 
 
-class BandStats(_Strict):
+class BandStats(StrictModel):
     """Normalisation statistics of a band's physical values (after scale/offset)."""
 
     mean: float = Field(
@@ -125,7 +118,7 @@ class BandStats(_Strict):
     std: float = Field(gt=0, le=MAX_ABS_OFFSET, description="Finite standard deviation, > 0.")
 
 
-class Band(_Strict):
+class Band(StrictModel):
     """One spectral band of a sensor."""
 
     name: str = Field(min_length=1, description="Band name as the agency writes it, e.g. B04.")
@@ -260,6 +253,33 @@ class StacHints(StrictModel):
     instruments: list[str] = Field(default_factory=list)
 
 
+#: Names a quality mask may give its flags (``tokenize --mask cloud,shadow`` drops those atoms).
+MASK_NAMES = ("nodata", "saturated", "cloud", "shadow", "cirrus", "snow", "water")
+
+
+class QualityMask(StrictModel):
+    """A product's quality layer: which asset holds it and which values mean what.
+
+    ``encoding: classes``: each flag lists the layer's class values (Sentinel-2 L2A ``SCL``);
+    ``encoding: bits``: each flag lists bit positions, any of them set (Landsat ``QA_PIXEL``).
+    """
+
+    asset_keys: list[str] = Field(min_length=1, description="Asset keys of the quality layer.")
+    encoding: Literal["classes", "bits"]
+    flags: dict[str, list[int]] = Field(min_length=1, description="Mask name -> classes or bits.")
+    source: str | None = Field(default=None, description="The agency document of the values.")
+
+    @model_validator(mode="after")
+    def _flags(self) -> QualityMask:
+        for name, values in self.flags.items():
+            if name not in MASK_NAMES:
+                raise ValueError(f"unknown mask name {name!r}; use {', '.join(MASK_NAMES)}")
+            top = 63 if self.encoding == "bits" else 65535
+            if not values or any(not 0 <= v <= top for v in values):
+                raise ValueError(f"flags.{name}: give {self.encoding} from 0 to {top}")
+        return self
+
+
 class SensorSpec(StrictModel):
     """A sensor: identity, provenance, STAC matching hints and its band table.
 
@@ -279,6 +299,7 @@ class SensorSpec(StrictModel):
     stac: StacHints = Field(default_factory=StacHints)
     extends: str | None = Field(default=None, description="Id of the spec this one was derived from.")
     bands: list[Band] = Field(min_length=1)
+    quality: QualityMask | None = Field(default=None, description="The quality layer, if any.")
 
     @model_validator(mode="after")
     def _unique_bands(self) -> SensorSpec:

@@ -17,7 +17,7 @@ import copy
 import difflib
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,9 +34,14 @@ from atomizer.training.overrides import (  # parse_override is re-exported for c
     apply_overrides,
     parse_override,  # noqa: F401
 )
+from atomizer.training.sweep import SweepConfig
 
 #: The reference batch size of the linear learning-rate scaling rule lr = base_lr * batch / 256.
 LR_REFERENCE_BATCH = 256
+#: Numeric precision of training and evaluation (see ``ExperimentConfig.precision``).
+Precision = Literal["auto", "fp32", "bf16"]
+
+
 class DataConfig(StrictModel):
     """Which dataset, where it lives, and loader options passed through to it."""
 
@@ -108,6 +113,22 @@ class TaskConfig(StrictModel):
 class ExperimentConfig(StrictModel):
     """One experiment: data, modalities, models and training settings."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_amp(cls, data: Any) -> Any:
+        """``amp: true | false`` (configs and checkpoints written before ``precision``) is
+        ``precision: auto | fp32``."""
+        if not isinstance(data, Mapping) or "amp" not in data:
+            return data
+        if "precision" in data:
+            raise ValueError("give precision (auto, fp32 or bf16) and drop the older amp key")
+        data = dict(data)
+        amp = data.pop("amp")
+        if not isinstance(amp, bool):
+            raise ValueError(f"amp must be true or false, got {amp!r}; better, use precision")
+        data["precision"] = "auto" if amp else "fp32"
+        return data
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str | None = None
     data: DataConfig
@@ -135,10 +156,18 @@ class ExperimentConfig(StrictModel):
         description="torch CPU threads while this experiment runs (default: torch's choice). One "
         "thread avoids OpenMP spin-wait slow-downs of small models on a busy machine.",
     )
-    amp: bool = Field(default=True, description="bf16 autocast; used only on CUDA.")
+    precision: Precision = Field(
+        default="auto",
+        description="fp32: float32 everywhere (the reference path; bit-exact resume); bf16: bf16 "
+        "autocast on CPU and CUDA for training and evaluation; auto: bf16 on CUDA, fp32 on CPU.",
+    )
     deterministic: bool = True
     checkpoint_every_steps: int | None = Field(default=None, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)
+    sweeps: dict[str, SweepConfig] = Field(
+        default_factory=dict,
+        description="Named test sweeps over GSD or size (atomizer run CONFIG --sweep NAME).",
+    )
 
     @field_validator("seeds")
     @classmethod
@@ -263,9 +292,12 @@ class ExperimentConfig(StrictModel):
             "eval_batch_size",
             "keep_checkpoints",
             "checkpoint_every_steps",
+            "sweeps",
         }
         data = self.model_dump(mode="json", exclude=ignored)
         data["data"].pop("num_workers", None)
+        if data["precision"] != "bf16":  # the older amp key: runs from before keep their hash
+            data["amp"] = data.pop("precision") == "auto"
         if entry is not None:
             data["models"] = [entry.model_dump(mode="json", exclude={"label"})]
         text = json.dumps(data, sort_keys=True)
@@ -307,11 +339,16 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
 
 
 def load_config(
-    path: str | Path, overrides: Iterable[str] = (), *, known_models: Iterable[str] | None = None
+    path: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    known_models: Iterable[str] | None = None,
+    known_datasets: Iterable[str] | None = None,
 ) -> ExperimentConfig:
     """Read, override, validate and check an experiment YAML file.
 
-    ``known_models`` (the model registry's names) makes unknown model names an error.
+    ``known_models`` / ``known_datasets`` (the registries' names) make unknown model names and an
+    unknown ``data.dataset`` an error located in the file.
     Relative paths written in the file are relative to the file; those given in overrides are
     relative to the current directory.
     """
@@ -320,10 +357,13 @@ def load_config(
     raw = doc.data
     if isinstance(raw, dict):
         raw = resolve_paths(raw, path.resolve().parent)
-        raw = resolve_paths(apply_overrides(raw, overrides), Path.cwd())  # lines still match the file
+        # overrides are relative to the working folder; line numbers still match the file
+        raw = resolve_paths(apply_overrides(raw, overrides), Path.cwd())
     config = validate_config(raw, doc=doc)
     if known_models is not None:
         check_model_names(config, known_models, doc=doc)
+    if known_datasets is not None:
+        check_dataset_name(config, known_datasets, doc=doc)
     return config
 
 
@@ -339,10 +379,25 @@ def check_model_names(
     for i, m in enumerate(config.models):
         if m.name.lower() not in names:
             where = doc.where(("models", i, "name")) if doc is not None else "<config>"
-            close = difflib.get_close_matches(m.name.lower(), names, n=1, cutoff=0.5)
-            hint = (
-                f"did you mean {close[0]!r}?" if close else f"known: {', '.join(names) or 'none'}"
-            )
+            hint = _did_you_mean(m.name, names)
             problems.append(f"{where}: models[{i}].name: unknown model {m.name!r}; {hint}")
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def check_dataset_name(
+    config: ExperimentConfig, known: Iterable[str], *, doc: YamlDocument | None = None
+) -> None:
+    """Raise :class:`ConfigError` when no registered dataset has the name ``data.dataset``."""
+    names = sorted(n.lower() for n in known)
+    if config.data.dataset.lower() not in names:
+        where = doc.where(("data", "dataset")) if doc is not None else "<config>"
+        raise ConfigError(
+            f"{where}: data.dataset: unknown dataset {config.data.dataset!r}; "
+            f"{_did_you_mean(config.data.dataset, names)}"
+        )
+
+
+def _did_you_mean(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}?" if close else f"known: {', '.join(names) or 'none'}"
