@@ -79,9 +79,9 @@ def _label_json(lb: Label) -> dict[str, Any]:
 def plan_build(spec: DatasetSpec, *, host: Any = None) -> BuildPlan:
     """Read items and labels, pair them, split them and cut the work into shard tasks."""
     if host is None:
-        from atomizer.plugins.host import default_host
+        from atomizer.plugins.host import PluginHost
 
-        host = default_host()
+        host = PluginHost()
     items = load_items(spec.items)
     labels = load_labels(spec)
     classes, multilabel = class_names(labels, spec)
