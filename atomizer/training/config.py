@@ -327,7 +327,8 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(data, dict) and data.get("path") is not None:
         data["path"] = _absolute(data["path"], base)
     for key in ("train_modalities", "val_modalities", "test_modalities"):
-        for m in out.get(key) or []:
+        modalities = out.get(key)
+        for m in modalities if isinstance(modalities, list) else []:  # others: validation says
             if (
                 isinstance(m, dict)
                 and isinstance(m.get("sensor"), str)
