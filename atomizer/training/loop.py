@@ -319,12 +319,18 @@ class _Run:
                 f"the training loss became {float(loss)} at step {schedule.step_count + 1}; "
                 "lower optimizer.base_lr or check the data for extreme values"
             )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.s.grad_clip_norm is not None:
-            nn.utils.clip_grad_norm_(net.parameters(), self.s.grad_clip_norm)
-        optimizer.step()
+        optimizer_step(net, optimizer, loss, grad_clip_norm=self.s.grad_clip_norm)
         schedule.step()
+
+
+def optimizer_step(net: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, *,
+                   grad_clip_norm: float | None = None) -> None:
+    """One update: gradients of ``loss`` (averaged over ranks by DDP), clipped, applied."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip_norm is not None:
+        nn.utils.clip_grad_norm_(net.parameters(), grad_clip_norm)
+    optimizer.step()
 
 
 def run_training(
