@@ -160,8 +160,10 @@ class _Run:
 
     # --- checkpoints ------------------------------------------------------------------------------
     def save(self, net, optimizer, schedule, state: _State, step_in_epoch: int, done: bool):
+        if self.run_dir is None:  # a run without a folder keeps no checkpoints (on every rank)
+            return
         rng = self.dist.gather_objects(capture_rng_state())
-        if self.run_dir is None or not self.dist.is_main:
+        if not self.dist.is_main:
             return
         rng_tensors = {
             f"r{r}.{k}": v for r, (tensors, _) in enumerate(rng) for k, v in tensors.items()
