@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from atomizer.errors import CheckpointError
+from atomizer.errors import OutputError, CheckpointError
 from atomizer.training import checkpoint as ckpt_mod
 from atomizer.training.checkpoint import (
     FORMAT_VERSION,
@@ -97,7 +97,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt_mod, "save_file", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="disk full; nothing was written"):
         _save(tmp_path, name="ckpt-e0002-s000000004")
     assert latest_checkpoint(tmp_path) == good
     assert sorted(p.name for p in tmp_path.iterdir()) == [

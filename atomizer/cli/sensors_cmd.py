@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from atomizer.cli.output import console, echo_json, ensure_writable
+from atomizer.cli.output import console, echo_json
+from atomizer.io import check_output
 from atomizer.errors import AtomizerError, SpecError
 
 
@@ -146,16 +147,20 @@ def validate_sensors(obj, files: tuple[Path, ...]) -> None:
 @click.argument("sensor_ids", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Image file to write (.png, .svg, .pdf).")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the output even when it is a symbolic link."
+)
 @click.option("--log-x/--linear-x", default=True, show_default=True,
               help="Logarithmic wavelength axis (thermal bands stay readable).")
 @click.pass_obj
-def plot_sensors(obj, sensor_ids: tuple[str, ...], output: Path, log_x: bool) -> None:
+def plot_sensors(obj, sensor_ids: tuple[str, ...], output: Path, overwrite: bool,
+                 log_x: bool) -> None:
     """Plot the bands of SENSOR_IDS across the spectrum: one row per sensor, GSD shown."""
     from atomizer.sensors import resolve_sensor
     from atomizer.sensors.plot import plot_sensor_bands
 
     specs = [resolve_sensor(s, obj.host.sensors) for s in sensor_ids]
-    ensure_writable(output)
+    check_output(output, inputs=sensor_ids, overwrite=overwrite)
     plot_sensor_bands(specs, output, log_x=log_x)
     click.echo(f"wrote {output}")
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from atomizer.cli.output import console, echo_json, ensure_writable
+from atomizer.cli.output import console, echo_json
+from atomizer.io import check_output
 
 #: Scenes with more pixels than this (all bands together) get a progress bar.
 PROGRESS_MIN_PIXELS = 4_000_000
@@ -113,6 +114,9 @@ def _caption(report: Any, output: Path | None) -> str:
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path), help="Write the atoms to this .atoms file."
 )
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the output even when it is a symbolic link."
+)
 @click.option("--bbox", help="Only atoms inside W,S,E,N (degrees, WGS84).")
 @click.option(
     "--window",
@@ -147,6 +151,7 @@ def tokenize(
     source: str,
     sensor_id: str | None,
     output: Path | None,
+    overwrite: bool,
     bbox: str | None,
     pixel_window: str | None,
     bands: str | None,
@@ -169,8 +174,9 @@ def tokenize(
         raise click.UsageError(
             "--encode writes token features into the .atoms file: give -o OUT.atoms"
         )
+    inputs = [source, sensor_id, encode_config]
     if output is not None:
-        ensure_writable(output)  # fail before any work
+        check_output(output, inputs=inputs, overwrite=overwrite)  # fail before any work
     tokenizer = None
     if encode_config is not None:
         from atomizer.encoders import Tokenizer
@@ -202,6 +208,9 @@ def tokenize(
     atoms, report = reading
     if output is not None:
         from atomizer.atoms.io import save_atoms
+
+        # the item's assets are inputs too (known only now; nothing is written yet)
+        check_output(output, inputs=[*inputs, *(b.href for b in report.bands)], overwrite=overwrite)
 
         extra = None
         if tokenizer is not None:

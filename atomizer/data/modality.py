@@ -17,7 +17,8 @@ from pydantic import ConfigDict, Field, field_validator
 
 from atomizer.config import StrictModel
 from atomizer.errors import ModalityError
-from atomizer.sensors.spec import SensorSpec
+from atomizer.limits import exceeded, limit
+from atomizer.sensors.spec import SensorSpec, check_gsd_m
 
 
 class Modality(StrictModel):
@@ -31,9 +32,27 @@ class Modality(StrictModel):
     bands: tuple[str, ...] | None = Field(
         default=None, description="Band names (default: every band the source can provide)."
     )
-    gsd_m: float | None = Field(default=None, gt=0, description="Pixel size in metres.")
-    size_px: int | None = Field(default=None, gt=0, description="Side of the square, in pixels.")
+    gsd_m: float | None = Field(
+        default=None, gt=0, description="Pixel size in metres (0.01-100000, finite)."
+    )
+    size_px: int | None = Field(
+        default=None,
+        gt=0,
+        description="Side of the square, in pixels (its square at most the patch_pixels limit).",
+    )
     name: str | None = Field(default=None, description="A label for tables and logs.")
+
+    @field_validator("gsd_m")
+    @classmethod
+    def _gsd_in_range(cls, v: float | None) -> float | None:
+        return None if v is None else check_gsd_m(v)
+
+    @field_validator("size_px")
+    @classmethod
+    def _size_bounded(cls, v: int | None) -> int | None:
+        if v is not None and v * v > limit("patch_pixels"):
+            raise ValueError(str(exceeded("patch_pixels", v * v, subject=f"size_px {v:,}")))
+        return v
 
     @field_validator("bands", mode="before")
     @classmethod

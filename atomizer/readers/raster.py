@@ -27,7 +27,8 @@ from atomizer.readers.base import (
     ReaderWarning,
 )
 from atomizer.readers.pixels import assemble, rasterio_message, read_pieces
-from atomizer.sensors.spec import Band
+from atomizer.limits import check
+from atomizer.sensors.spec import Band, check_gsd_m
 
 #: Points per edge used when projecting a lon/lat bbox (its edges curve in a projected CRS).
 BBOX_DENSIFY_POINTS = 21
@@ -153,7 +154,16 @@ def _grid_of(ds: Any, label: str) -> _Grid | None:
             "are "
             "metres; reproject the image to a projected CRS such as UTM first (gdalwarp -t_srs)"
         )
-    return _Grid(x0=t.c, dx=t.a, y0=t.f, dy=t.e, width=ds.width, height=ds.height)
+    grid = _Grid(x0=t.c, dx=t.a, y0=t.f, dy=t.e, width=ds.width, height=ds.height)
+    if not all(map(math.isfinite, (t.a, t.c, t.e, t.f))):
+        raise ReaderError(f"{label}: the geotransform {tuple(t)[:6]} is not finite; the file "
+                          "is corrupt")
+    try:
+        check_gsd_m(grid.pixel_m)
+    except ValueError as exc:
+        raise ReaderError(f"{label}: pixel size from the geotransform: {exc}; fix the "
+                          "georeferencing (gdal_edit.py -a_ullr / -tr)") from None
+    return grid
 
 
 def _index_range(lo: float, hi: float, origin: float, step: float, n: int) -> tuple[int, int]:
@@ -338,6 +348,11 @@ def read_sources(
     else:
         for p in plans:
             p.window = (0, p.grid.height, 0, p.grid.width)
+    for p in plans:
+        r0, r1, c0, c1 = p.window
+        check("read_pixels", (r1 - r0) * (c1 - c0),
+              subject=f"asset {p.source.asset!r} band {p.source.band.name} "
+              f"({c1 - c0:,} x {r1 - r0:,} pixels; read a part with --window or --bbox)")
     pieces, readings = read_pieces(plans, progress)
     value, band, x, y = assemble(plans, pieces, cx, cy)
     atoms = AtomSet(
