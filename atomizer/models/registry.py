@@ -42,21 +42,8 @@ class ModelFactory:
         return validate_config(self.config_cls, {**_plain(self.preset), **params})
 
     def __call__(self, *, host: Any = None, **params: Any) -> nn.Module:
-        config = self.config(**params)
-        check_model_size(self.model_cls, config, host)
-        return self.model_cls(config=config, host=host)
-
-
-def check_model_size(model_cls: type[nn.Module], config: Any, host: Any) -> int:
-    """The parameter count of ``model_cls(config)``, counted on the meta device (nothing is
-    allocated), refused beyond the ``model_parameters`` limit before the real model is built."""
-    import torch
-
-    with torch.device("meta"):
-        probe = model_cls(config=config, host=host)
-    n = sum(p.numel() for p in probe.parameters())
-    check("model_parameters", n, subject=f"model {model_cls.__name__} with this config")
-    return n
+        """The model (unsized: :func:`build_model` sizes it on the meta device first)."""
+        return self.model_cls(config=self.config(**params), host=host)
 
 
 def _plain(obj: Any) -> Any:
