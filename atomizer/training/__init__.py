@@ -2,8 +2,12 @@
 
 - :mod:`~atomizer.training.config`: the strict experiment schema (:func:`load_config`);
 - :mod:`~atomizer.training.overrides`: ``--set KEY.PATH=VALUE`` overrides (every job's loader);
+- :mod:`~atomizer.training.loop`: the one training loop (seeding, resume, DDP, checkpoints) that
+  supervised training and pretraining both run;
 - :mod:`~atomizer.training.trainer`: :class:`Trainer` (seeded, checkpointed, exactly resumable);
-- :mod:`~atomizer.training.checkpoint`: safetensors + JSON checkpoints, never pickle;
+- :mod:`~atomizer.training.seed`: named random streams, RNG capture / restore;
+- :mod:`~atomizer.training.checkpoint`: safetensors + JSON checkpoints (a validated
+  :class:`~atomizer.training.checkpoint_record.CheckpointRecord`), never pickle;
 - :mod:`~atomizer.training.schedule`: AdamW, linear warmup then cosine;
 - :mod:`~atomizer.training.distributed`: torchrun / DistributedDataParallel;
 - :mod:`~atomizer.training.logging`: CSV + TensorBoard logs;
@@ -25,12 +29,18 @@ _EXPORTS = {
     "TrainSettings": "atomizer.training.trainer",
     "TrainResult": "atomizer.training.trainer",
     "evaluate_model": "atomizer.training.evaluate",
+    "run_training": "atomizer.training.loop",
+    "LoopSettings": "atomizer.training.loop",
     "Checkpoint": "atomizer.training.checkpoint",
+    "CheckpointRecord": "atomizer.training.checkpoint",
+    "read_record": "atomizer.training.checkpoint",
     "load_checkpoint": "atomizer.training.checkpoint",
     "save_checkpoint": "atomizer.training.checkpoint",
     "WarmupCosineSchedule": "atomizer.training.schedule",
     "build_optimizer": "atomizer.training.schedule",
     "seed_everything": "atomizer.training.seed",
+    "Stream": "atomizer.training.seed",
+    "stream_rng": "atomizer.training.seed",
     "DistContext": "atomizer.training.distributed",
     "RunLogger": "atomizer.training.logging",
     "train_one": "atomizer.training.runner",
