@@ -11,6 +11,7 @@ COMMAND_MODULES = (
     "atomizer.cli.sensors_cmd",
     "atomizer.cli.tokenize_cmd",
     "atomizer.cli.atoms_cmd",
+    "atomizer.cli.dataset_cmd",
     "atomizer.cli.simulate_cmd",
     "atomizer.cli.train_cmd",
     "atomizer.cli.pretrain_cmd",

@@ -129,6 +129,11 @@ def _caption(report: Any, output: Path | None) -> str:
     "file order ('-' skips one).",
 )
 @click.option(
+    "--mask",
+    help="STAC: drop atoms the item's quality layer flags, e.g. cloud,shadow (the sensor spec "
+    "names the layer and its classes or bits).",
+)
+@click.option(
     "--reader", "reader_name", help="Reader to use (default: chosen by the source's suffix)."
 )
 @click.option(
@@ -155,6 +160,7 @@ def tokenize(
     bbox: str | None,
     pixel_window: str | None,
     bands: str | None,
+    mask: str | None,
     reader_name: str | None,
     encode_config: Path | None,
     as_json: bool,
@@ -182,6 +188,9 @@ def tokenize(
         from atomizer.encoders import Tokenizer
 
         tokenizer = Tokenizer.from_config(encode_config, host=host)
+    from atomizer.readers.quality import parse_mask_names
+
+    mask_names = parse_mask_names(mask)
     reader = reader_for(source, host.readers, name=reader_name)
     spec = resolve_sensor(sensor_id, host.sensors) if sensor_id else None
     options = ReadOptions(
@@ -206,6 +215,15 @@ def tokenize(
     for w in others:  # not ours: back to the normal warnings machinery
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     atoms, report = reading
+    if mask_names:
+        from atomizer.readers.quality import mask_item_atoms
+
+        atoms, n_masked = mask_item_atoms(
+            source, atoms, spec or host.sensors.get(report.sensor_id), mask_names,
+            report.reference_centre_m,
+        )
+        report.warnings.append(f"--mask {','.join(mask_names)}: {n_masked:,} atoms dropped")
+        report.n_atoms, report.nbytes = len(atoms), atoms.nbytes
     if output is not None:
         from atomizer.atoms.io import save_atoms
 

@@ -24,7 +24,13 @@ def _progress() -> bool:
 def _load(obj, config: str, overrides: tuple[str, ...], output: str | None = None):
     from atomizer.training.config import load_config
 
-    cfg = load_config(config, overrides, known_models=obj.host.models.names())
+    host = obj.host
+    cfg = load_config(
+        config,
+        overrides,
+        known_models=host.models.names(),
+        known_datasets=host.datasets.names(),
+    )
     if output is not None:
         cfg = cfg.model_copy(update={"output_dir": output})
     return cfg
@@ -151,11 +157,18 @@ def train_command(
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 @click.option("--split", help="Dataset split (default: the config's test split).")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Evaluate on this dataset folder (built by atomizer dataset build) instead.",
+)
 @_device_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def evaluate_command(
-    obj, checkpoint, sensor, bands, gsd, size, name, config_path, overrides, split, device, as_json
+    obj, checkpoint, sensor, bands, gsd, size, name, config_path, overrides, split, data_dir,
+    device, as_json,
 ) -> None:
     """Evaluate a trained CHECKPOINT (file or run folder) on a modality, e.g. an unseen one.
 
@@ -179,7 +192,11 @@ def evaluate_command(
             short = Modality(sensor=Path(sensor).stem, bands=band_list, gsd_m=gsd, size_px=size)
             modality = modality.model_copy(update={"name": short.label})
     except ValidationError as exc:
-        raise ConfigError("\n".join(render_errors(exc, model=Modality, origin="--modality"))) from None
+        lines = render_errors(exc, model=Modality, origin="--modality")
+        raise ConfigError("\n".join(lines)) from None
+    if data_dir is not None:
+        overrides = (*overrides, "data.dataset=atoms", f"data.path={data_dir.resolve()}",
+                     "data.options={}")
     cfg = None
     if config_path is not None:
         cfg = _load(obj, config_path, overrides)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import ast
 import csv
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,10 +252,12 @@ class BigEarthNet(AtomDataset):
 
     def _v1_json(self, rec: PatchRecord) -> dict[str, Any]:
         path = rec.folder / f"{rec.name}{LABELS_SUFFIX}"
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DatasetError(f"cannot read BigEarthNet labels {path}: {exc}") from None
+        from atomizer.documents import read_json
+
+        data = read_json(path, what="BigEarthNet labels file", error=DatasetError)
+        if not isinstance(data, dict):
+            raise DatasetError(f"{path}: BigEarthNet labels are a JSON object; the file is corrupt")
+        return data
 
     def label(self, index: int) -> np.ndarray:
         if index not in self._label_cache:

@@ -3,7 +3,8 @@
 A model's ``config`` attribute is one of these; ``build_model(name, config.model_dump(mode=
 "json"))`` rebuilds it (that is how checkpoints record their architecture). Unknown keys and
 impossible values are rejected; :func:`validate_config` reports every problem with its key path
-through the one config pipeline (:mod:`atomizer.config`), as one :class:`~atomizer.errors.ConfigError`.
+through the one config pipeline (:mod:`atomizer.config`), as one
+:class:`~atomizer.errors.ConfigError`.
 """
 
 from __future__ import annotations

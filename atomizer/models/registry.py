@@ -42,7 +42,7 @@ class ModelFactory:
         return validate_config(self.config_cls, {**_plain(self.preset), **params})
 
     def __call__(self, *, host: Any = None, **params: Any) -> nn.Module:
-        """The model (unsized: :func:`build_model` sizes it on the meta device first)."""
+        # the size check lives in plan_model (build_model and checkpoints go through it)
         return self.model_cls(config=self.config(**params), host=host)
 
 

@@ -36,10 +36,11 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "atomizer.models.plugin",
     "atomizer.pretrain.plugin",
     "atomizer.data.plugin",
+    "atomizer.datasets.plugin",
 )
 
 #: What a third-party plugin may raise at import or in a hook without taking atomizer down: any
-#: exception, and SystemExit / KeyboardInterrupt raised by its own code (a plugin calling sys.exit()).
+#: exception, and SystemExit / KeyboardInterrupt raised by its own code (``sys.exit()``).
 PLUGIN_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
 
 
@@ -161,7 +162,8 @@ class PluginHost:
 
     def _bad_registration(self, plugin: str, hook: str, expected: str, values: tuple) -> None:
         got = ", ".join(clip_text(repr(v), max_chars=60) for v in values) or "nothing"
-        message = f"plugin {plugin!r} called register({got}) in {hook}; it takes {expected}; skipped"
+        message = (f"plugin {plugin!r} called register({got}) in {hook}; it takes {expected}; "
+                   "skipped")
         if plugin in BUILTIN_PLUGINS:
             raise PluginError(message)
         self._fail(plugin, message)
@@ -238,7 +240,9 @@ class PluginHost:
                     record, label = self.records[source], f"plugin {source!r}"
                 else:  # a folder of the user's specs
                     folder = source.removeprefix("user:")
-                    record = self.records.setdefault(source, PluginRecord(source, "sensor-path", folder))
+                    record = self.records.setdefault(
+                        source, PluginRecord(source, "sensor-path", folder)
+                    )
                     label = f"sensor folder {folder}"
                 for line in lines:
                     self._fail(record.name, f"{label}: sensor spec skipped: {line}")

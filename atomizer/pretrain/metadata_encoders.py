@@ -93,7 +93,9 @@ class TextParams(_StrictParams):
 
 
 def _validate(params_cls: type[BaseModel], params: dict[str, Any], name: str) -> Any:
-    return validate_config(params_cls, params, origin=f"metadata encoder {name!r}", error=EncoderError)
+    return validate_config(
+        params_cls, params, origin=f"metadata encoder {name!r}", error=EncoderError
+    )
 
 
 # --- tokenisers -----------------------------------------------------------------------------------

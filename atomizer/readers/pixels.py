@@ -14,16 +14,14 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from atomizer.atoms.atomset import BAND_DTYPE, COORD_DTYPE, VALUE_DTYPE
 from atomizer.errors import ReaderError
 from atomizer.readers.base import BandReading, ProgressCallback
-
-if TYPE_CHECKING:
-    from atomizer.readers.raster import BandPlan
+from atomizer.readers.plan import BandPlan
 
 #: Integer raster types whose every possible value fits a lookup table (DN -> physical value).
 LUT_DTYPES = ("uint8", "int8", "uint16", "int16")
@@ -103,9 +101,15 @@ def _close_after(plans: Sequence[BandPlan]) -> dict[str, int]:
 
 
 def read_pieces(
-    plans: Sequence[BandPlan], progress: ProgressCallback | None
+    plans: Sequence[BandPlan],
+    progress: ProgressCallback | None,
+    open_files: dict[str, Any] | None = None,
 ) -> tuple[list[Piece | None], list[BandReading]]:
-    """Stage 1: read every band (in its window) into a compact :class:`Piece`."""
+    """Stage 1: read every band (in its window) into a compact :class:`Piece`.
+
+    ``open_files`` (href -> open rasterio dataset): datasets to reuse and to leave open, for a
+    caller that reads many windows of one scene (the caller closes them).
+    """
     import rasterio
 
     # One decoding thread: GDAL reports a failed decode (a truncated JPEG 2000) as an error only
@@ -123,8 +127,10 @@ def _read_all(
 
     pieces: list[Piece | None] = []
     readings: list[BandReading] = []
-    last_use = _close_after(plans)
-    open_files: dict[str, Any] = {}
+    keep_open = open_files is not None
+    last_use = {} if keep_open else _close_after(plans)
+    if open_files is None:
+        open_files = {}
     sizes = [(p.window[1] - p.window[0]) * (p.window[3] - p.window[2]) for p in plans]
     total, done = sum(sizes), 0
     try:
@@ -170,11 +176,12 @@ def _read_all(
                 pieces.append(_reduce(plane, mask, plan, reading))
             else:
                 pieces.append(None)
-            if last_use[src.href] == i and src.href in open_files:
+            if last_use.get(src.href) == i and src.href in open_files:
                 open_files.pop(src.href).close()
     finally:
-        for ds in open_files.values():
-            ds.close()
+        if not keep_open:
+            for ds in open_files.values():
+                ds.close()
     if progress is not None:
         progress(total, total, "")
     return pieces, readings
@@ -189,7 +196,8 @@ def _reduce(
         valid &= mask != 0
         n_nodata += before - int(np.count_nonzero(valid))
     lut = None
-    if plane.dtype.name in LUT_DTYPES:
+    # a lookup table pays off only when the plane has more pixels than the table has entries
+    if plane.dtype.name in LUT_DTYPES and plane.size >= 1 << (8 * plane.dtype.itemsize):
         lut = lookup_table(plane.dtype, plan.scale, plan.offset)
         values = plane[valid]
         if values.size:

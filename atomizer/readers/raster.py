@@ -19,6 +19,7 @@ from typing import Any
 
 from atomizer.atoms.atomset import AtomSet, SceneMeta
 from atomizer.errors import BandMatchError, ReaderError, WindowError
+from atomizer.limits import check
 from atomizer.readers.base import (
     BandReading,
     LonLatBBox,
@@ -27,72 +28,13 @@ from atomizer.readers.base import (
     ReaderWarning,
 )
 from atomizer.readers.pixels import assemble, rasterio_message, read_pieces
-from atomizer.limits import check
-from atomizer.sensors.spec import Band, check_gsd_m
+from atomizer.readers.plan import BandPlan, BandSource, _Grid
+from atomizer.sensors.spec import check_gsd_m
 
 #: Points per edge used when projecting a lon/lat bbox (its edges curve in a projected CRS).
 BBOX_DENSIFY_POINTS = 21
 #: Relative difference allowed between a pixel's width and height before it is called non-square.
 SQUARE_PIXEL_RTOL = 1e-6
-
-
-@dataclass
-class BandSource:
-    """One spec band and where it lives: a raster file (path or URL) and a 1-based band index.
-
-    ``scale`` / ``offset`` / ``nodata`` come from the source's own metadata (STAC ``raster:bands``,
-    ...); when ``scale`` is ``None`` the file's own scale/offset are used if set, else the spec's.
-    """
-
-    band: Band
-    asset: str
-    href: str
-    asset_band: int = 1
-    matched_by: str = "asset key"
-    scale: float | None = None
-    offset: float | None = None
-    scale_from: str | None = None
-    nodata: tuple[float, ...] = ()
-    center_wavelength_nm: float | None = None  # what the source says, for the report
-    fwhm_nm: float | None = None
-    single_band: bool = False  # matched without band metadata: the file must hold one band
-
-
-@dataclass
-class _Grid:
-    """A band's pixel grid: x = x0 + (col + 0.5) * dx, y = y0 + (row + 0.5) * dy."""
-
-    x0: float
-    dx: float
-    y0: float
-    dy: float
-    width: int
-    height: int
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        xs = (self.x0, self.x0 + self.width * self.dx)
-        ys = (self.y0, self.y0 + self.height * self.dy)
-        return min(xs), min(ys), max(xs), max(ys)
-
-    @property
-    def pixel_m(self) -> float:
-        return math.sqrt(abs(self.dx * self.dy))
-
-
-@dataclass
-class BandPlan:
-    """How one band source will be read: its grid, scaling, no-data values and pixel window."""
-
-    source: BandSource
-    crs: Any
-    grid: _Grid
-    scale: float
-    offset: float
-    scale_from: str
-    nodata: tuple[float, ...]
-    use_mask: bool
-    window: tuple[int, int, int, int] = (0, 0, 0, 0)  # row0, row1, col0, col1
 
 
 @dataclass
@@ -236,18 +178,26 @@ def _scaling(src: BandSource, ds: Any) -> tuple[float, float, str]:
     return 1.0, 0.0, "none"
 
 
-def plan_sources(sources: Sequence[BandSource]) -> list[BandPlan]:
+def plan_sources(
+    sources: Sequence[BandSource], open_files: dict[str, Any] | None = None
+) -> list[BandPlan]:
     """Open every file once for its metadata (then close it) and plan each band's read.
 
     A file without georeferencing gets one pixel size for all its bands: the finest spec GSD among
-    the bands read from it (bands stacked in one file share one grid).
+    the bands read from it (bands stacked in one file share one grid). With ``open_files`` the
+    datasets opened are left open there (href -> dataset) for :func:`read_pieces` to reuse; the
+    caller closes them.
     """
     fallback_gsd: dict[str, float] = {}
     for src in sources:
         fallback_gsd[src.href] = min(src.band.gsd_m, fallback_gsd.get(src.href, math.inf))
     with contextlib.ExitStack() as stack:
         datasets: dict[str, Any] = {}
-        return [_plan(src, datasets, stack, fallback_gsd[src.href]) for src in sources]
+        plans = [_plan(src, datasets, stack, fallback_gsd[src.href]) for src in sources]
+        if open_files is not None:
+            open_files.update(datasets)
+            stack.pop_all()
+        return plans
 
 
 def _plan(

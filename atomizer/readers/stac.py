@@ -83,6 +83,35 @@ def item_datetime(item: Any) -> dt.datetime | None:
     return None
 
 
+def item_sources(
+    assets: list[AssetInfo], sensor: SensorSpec, select: tuple[str, ...] | None, label: str
+) -> tuple[list[BandSource], Any, list[str]]:
+    """The band sources of an item's assets for ``sensor`` (``select``: only those spec bands), the
+    match result and the warnings about metadata that disagrees with the spec."""
+    result = match_assets(assets, sensor, select=select)
+    require_complete(result, label, selected=select is not None)
+    messages = warn_disagreements(result, label)
+    sources = [
+        BandSource(
+            band=m.band,
+            asset=m.asset.key,
+            href=m.asset.href,
+            asset_band=m.index,
+            matched_by=m.matched_by,
+            scale=m.item_band.scale if m.item_band else None,
+            offset=m.item_band.offset if m.item_band else None,
+            scale_from=m.item_band.scale_from if m.item_band else None,
+            nodata=m.item_band.nodata if m.item_band else (),
+            # the report shows what the atoms carry: the spec's band
+            center_wavelength_nm=m.band.center_wavelength_nm,
+            fwhm_nm=m.band.fwhm_nm,
+            single_band=not m.asset.bands,
+        )
+        for m in result.matches
+    ]
+    return sources, result, messages
+
+
 class StacReader:
     """Reads a STAC Item (JSON file or URL) into atoms."""
 
@@ -115,27 +144,7 @@ class StacReader:
             )
         else:
             how = "given"
-        result = match_assets(assets, sensor, select=options.bands)
-        require_complete(result, label, selected=options.bands is not None)
-        messages = warn_disagreements(result, label)
-        sources = [
-            BandSource(
-                band=m.band,
-                asset=m.asset.key,
-                href=m.asset.href,
-                asset_band=m.index,
-                matched_by=m.matched_by,
-                scale=m.item_band.scale if m.item_band else None,
-                offset=m.item_band.offset if m.item_band else None,
-                scale_from=m.item_band.scale_from if m.item_band else None,
-                nodata=m.item_band.nodata if m.item_band else (),
-                # the report shows what the atoms carry: the spec's band
-                center_wavelength_nm=m.band.center_wavelength_nm,
-                fwhm_nm=m.band.fwhm_nm,
-                single_band=not m.asset.bands,
-            )
-            for m in result.matches
-        ]
+        sources, result, messages = item_sources(assets, sensor, options.bands, label)
         scene = read_sources(
             sources,
             sensor_id=sensor.id,

@@ -122,8 +122,8 @@ def merge_extends(child: RawSpec, parent: dict[str, Any]) -> dict[str, Any]:
             out[key] = list(dict.fromkeys([*out[key], *value]))
             continue
         out[key] = copy.deepcopy(value)
-    parent_bands = out.get("bands")
-    bands = [dict(b) for b in parent_bands if isinstance(b, dict)] if isinstance(parent_bands, list) else []
+    parent_bands = out.get("bands") if isinstance(out.get("bands"), list) else []
+    bands = [dict(b) for b in parent_bands if isinstance(b, dict)]
     names = [b.get("name") for b in bands]
     problems = []
     for name in d.get("drop_bands", []) or []:

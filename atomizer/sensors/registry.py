@@ -24,7 +24,7 @@ from typing import Any
 from atomizer.errors import DuplicateSensorError, SpecError, UnknownSensorError
 from atomizer.limits import clip_text
 from atomizer.sensors.loader import RawSpec, read_raw_spec, spec_to_dict, validate_raw
-from atomizer.sensors.resolve import SPEC_SUFFIXES, is_spec_path, resolve_extends
+from atomizer.sensors.resolve import is_spec_path, resolve_extends
 from atomizer.sensors.spec import SensorSpec
 
 SENSOR_PATH_ENV = "ATOMIZER_SENSOR_PATH"
@@ -193,7 +193,8 @@ class SensorRegistry:
 
 
 def _spec_paths(item: Any) -> list[Path] | None:
-    """The YAML files a registered path, folder or package resource stands for (``None``: not a path)."""
+    """The YAML files a registered path, folder or package resource stands for (``None``: it is
+    not a path)."""
     if isinstance(item, (str, os.PathLike)):
         path = Path(item)
         return spec_files_in(path) if path.is_dir() else [path]

@@ -11,19 +11,31 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Protocol, Union
 
 from atomizer.errors import SpecError
-from atomizer.sensors.loader import RawSpec, merge_extends, read_raw_spec, spec_to_dict, validate_raw
+from atomizer.sensors.loader import (
+    RawSpec,
+    merge_extends,
+    read_raw_spec,
+    spec_to_dict,
+    validate_raw,
+)
 from atomizer.sensors.spec import SensorSpec
-
-if TYPE_CHECKING:
-    from atomizer.sensors.registry import SensorRegistry
 
 #: File suffixes of a YAML sensor spec (compared case-insensitively).
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 SensorRef = Union[str, "os.PathLike[str]", Mapping[str, Any], SensorSpec]
+
+
+class SensorLookup(Protocol):
+    """What resolution needs of a registry (:class:`~atomizer.sensors.registry.SensorRegistry`)."""
+
+    def __contains__(self, name: object) -> bool: ...
+    def get(self, name: str) -> SensorSpec: ...
+    def origin(self, sensor_id: str) -> str: ...
+    def ids(self) -> list[str]: ...
 
 
 def is_spec_path(ref: object) -> bool:
@@ -67,13 +79,16 @@ def resolve_extends(
     if parent is None:
         close = difflib.get_close_matches(key, list(known()), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise SpecError(f"{raw.origin}: extends: unknown sensor {parent_id!r}{hint}", source=raw.origin)
+        raise SpecError(
+            f"{raw.origin}: extends: unknown sensor {parent_id!r}{hint}", source=raw.origin
+        )
     raw.resolved = merge_extends(raw, resolve_extends(parent, find, known, (*chain, key), top))
     return raw.resolved
 
 
-def validate_against(raw: RawSpec, registry: SensorRegistry) -> SensorSpec:
-    """Validate a spec from outside the registry; its ``extends:`` may name any registered sensor."""
+def validate_against(raw: RawSpec, registry: SensorLookup) -> SensorSpec:
+    """Validate a spec from outside the registry; its ``extends:`` may name any registered
+    sensor."""
 
     def find(key: str) -> RawSpec | None:
         if key not in registry:
@@ -85,7 +100,7 @@ def validate_against(raw: RawSpec, registry: SensorRegistry) -> SensorSpec:
     return validate_raw(raw, resolve_extends(raw, find, registry.ids))
 
 
-def resolve_sensor(ref: SensorRef, registry: SensorRegistry) -> SensorSpec:
+def resolve_sensor(ref: SensorRef, registry: SensorLookup) -> SensorSpec:
     """The :class:`SensorSpec` that ``ref`` stands for.
 
     ``ref`` is a spec (returned as is), an inline mapping in the YAML schema, the path of a YAML
@@ -101,5 +116,12 @@ def resolve_sensor(ref: SensorRef, registry: SensorRegistry) -> SensorSpec:
     return registry.get(os.fspath(ref) if isinstance(ref, os.PathLike) else str(ref))
 
 
-__all__ = ["SPEC_SUFFIXES", "SensorRef", "is_spec_path", "resolve_extends", "resolve_sensor",
-           "validate_against"]
+__all__ = [
+    "SPEC_SUFFIXES",
+    "SensorLookup",
+    "SensorRef",
+    "is_spec_path",
+    "resolve_extends",
+    "resolve_sensor",
+    "validate_against",
+]

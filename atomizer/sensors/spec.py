@@ -253,6 +253,33 @@ class StacHints(StrictModel):
     instruments: list[str] = Field(default_factory=list)
 
 
+#: Names a quality mask may give its flags (``tokenize --mask cloud,shadow`` drops those atoms).
+MASK_NAMES = ("nodata", "saturated", "cloud", "shadow", "cirrus", "snow", "water")
+
+
+class QualityMask(StrictModel):
+    """A product's quality layer: which asset holds it and which values mean what.
+
+    ``encoding: classes``: each flag lists the layer's class values (Sentinel-2 L2A ``SCL``);
+    ``encoding: bits``: each flag lists bit positions, any of them set (Landsat ``QA_PIXEL``).
+    """
+
+    asset_keys: list[str] = Field(min_length=1, description="Asset keys of the quality layer.")
+    encoding: Literal["classes", "bits"]
+    flags: dict[str, list[int]] = Field(min_length=1, description="Mask name -> classes or bits.")
+    source: str | None = Field(default=None, description="The agency document of the values.")
+
+    @model_validator(mode="after")
+    def _flags(self) -> QualityMask:
+        for name, values in self.flags.items():
+            if name not in MASK_NAMES:
+                raise ValueError(f"unknown mask name {name!r}; use {', '.join(MASK_NAMES)}")
+            top = 63 if self.encoding == "bits" else 65535
+            if not values or any(not 0 <= v <= top for v in values):
+                raise ValueError(f"flags.{name}: give {self.encoding} from 0 to {top}")
+        return self
+
+
 class SensorSpec(StrictModel):
     """A sensor: identity, provenance, STAC matching hints and its band table.
 
@@ -272,6 +299,7 @@ class SensorSpec(StrictModel):
     stac: StacHints = Field(default_factory=StacHints)
     extends: str | None = Field(default=None, description="Id of the spec this one was derived from.")
     bands: list[Band] = Field(min_length=1)
+    quality: QualityMask | None = Field(default=None, description="The quality layer, if any.")
 
     @model_validator(mode="after")
     def _unique_bands(self) -> SensorSpec:

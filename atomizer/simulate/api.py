@@ -305,6 +305,10 @@ class SimulatorCache:
             self._specs[sensor] = sensor_spec(sensor, host)
         return self._specs[sensor]
 
+    def remember(self, spec: SensorSpec) -> None:
+        """Resolve ``spec.id`` to ``spec`` (e.g. a spec embedded in a dataset folder)."""
+        self._specs.setdefault(spec.id, spec)
+
     def _fingerprint(self, spec: SensorSpec) -> str:
         entry = self._fingerprints.get(id(spec))
         if entry is None or entry[0] is not spec:  # keep the spec alive so its id stays unique

@@ -306,11 +306,16 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
 
 
 def load_config(
-    path: str | Path, overrides: Iterable[str] = (), *, known_models: Iterable[str] | None = None
+    path: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    known_models: Iterable[str] | None = None,
+    known_datasets: Iterable[str] | None = None,
 ) -> ExperimentConfig:
     """Read, override, validate and check an experiment YAML file.
 
-    ``known_models`` (the model registry's names) makes unknown model names an error.
+    ``known_models`` / ``known_datasets`` (the registries' names) make unknown model names and an
+    unknown ``data.dataset`` an error located in the file.
     Relative paths written in the file are relative to the file; those given in overrides are
     relative to the current directory.
     """
@@ -319,10 +324,13 @@ def load_config(
     raw = doc.data
     if isinstance(raw, dict):
         raw = resolve_paths(raw, path.resolve().parent)
-        raw = resolve_paths(apply_overrides(raw, overrides), Path.cwd())  # lines still match the file
+        # overrides are relative to the working folder; line numbers still match the file
+        raw = resolve_paths(apply_overrides(raw, overrides), Path.cwd())
     config = validate_config(raw, doc=doc)
     if known_models is not None:
         check_model_names(config, known_models, doc=doc)
+    if known_datasets is not None:
+        check_dataset_name(config, known_datasets, doc=doc)
     return config
 
 
@@ -338,10 +346,25 @@ def check_model_names(
     for i, m in enumerate(config.models):
         if m.name.lower() not in names:
             where = doc.where(("models", i, "name")) if doc is not None else "<config>"
-            close = difflib.get_close_matches(m.name.lower(), names, n=1, cutoff=0.5)
-            hint = (
-                f"did you mean {close[0]!r}?" if close else f"known: {', '.join(names) or 'none'}"
-            )
+            hint = _did_you_mean(m.name, names)
             problems.append(f"{where}: models[{i}].name: unknown model {m.name!r}; {hint}")
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def check_dataset_name(
+    config: ExperimentConfig, known: Iterable[str], *, doc: YamlDocument | None = None
+) -> None:
+    """Raise :class:`ConfigError` when no registered dataset has the name ``data.dataset``."""
+    names = sorted(n.lower() for n in known)
+    if config.data.dataset.lower() not in names:
+        where = doc.where(("data", "dataset")) if doc is not None else "<config>"
+        raise ConfigError(
+            f"{where}: data.dataset: unknown dataset {config.data.dataset!r}; "
+            f"{_did_you_mean(config.data.dataset, names)}"
+        )
+
+
+def _did_you_mean(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}?" if close else f"known: {', '.join(names) or 'none'}"

@@ -31,10 +31,9 @@ class DatasetBuilder:
     def __init__(
         self, data: DataConfig, task: TaskConfig | None = None, *, host: Any = None
     ) -> None:
-        if host is None:
-            from atomizer.plugins.host import default_host
+        from atomizer.plugins.host import host_or_builtin
 
-            host = default_host()
+        host = host_or_builtin(host)  # None: atomizer's own datasets and sensors only
         self.data = data
         self.task = task
         self.host = host

@@ -1,0 +1,217 @@
+"""``atomizer dataset build``: shard tasks run on Dask, then stats, errors and the manifest (last).
+
+One task per item (or per ``shard_chips`` labels of one item) reads its chips and writes its shard
+atomically. Tasks run on a local Dask cluster of ``workers`` processes, or on a running
+``dask.distributed`` cluster given by its scheduler address (the same code, the same bytes), or in
+this process with ``workers=0``. A shard already on disk whose header carries the task's key is
+kept, so an interrupted build resumes where it stopped; killing one loses at most the shards in
+flight. An item that cannot be read is recorded in ``errors.jsonl`` and skipped; when more than
+``max_failures`` of the tasks fail the build stops without writing a manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from atomizer.datasets.chips import describe_failure, read_item_chips
+from atomizer.datasets.manifest import write_outputs
+from atomizer.datasets.plan import BuildPlan, ShardTask, plan_build, shard_dir
+from atomizer.datasets.shards import read_shard_header, save_shard
+from atomizer.datasets.spec import DatasetSpec
+from atomizer.datasets.stats import atom_stats
+from atomizer.errors import AtomizerError, AtomsFormatError, DatasetError
+from atomizer.io import ensure_dir
+
+#: Seconds to wait for a Dask scheduler given by its address.
+SCHEDULER_TIMEOUT_S = 20
+#: ``progress(done, total)``: called as shard tasks finish.
+BuildProgress = Callable[[int, int], None]
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    n_tasks: int
+    n_reused: int
+    n_built: int
+    n_failed: int
+    n_chips: int
+    n_errors: int
+
+
+def run_task(task: ShardTask, out: str) -> dict[str, Any]:
+    """Read one task's chips and write its shard; returns ``{"header": ...}`` or ``{"error": ...}``.
+
+    Runs on a Dask worker: everything it needs is in ``task``; it never raises for bad input.
+    """
+    from atomizer.datasets.remote import gdal_env
+
+    req = task.request
+    try:
+        with gdal_env():
+            got = read_item_chips(req)
+        stats = {req.sensor.id: {b: st.to_json() for b, st in _shard_stats(got.chips).items()}}
+        header = save_shard(Path(out) / task.name, got.chips, got.rows, task=task.key, stats=stats,
+                            skipped=got.skipped)
+        return {"header": header}
+    except Exception as exc:  # noqa: BLE001 - any failure of one item is recorded, never fatal
+        return {"error": describe_failure(exc), "item_id": str(req.item.get("id")),
+                "labels": len(req.labels)}
+
+
+def _shard_stats(chips: list[Any]) -> dict[str, Any]:
+    """Band statistics of all chips of one shard, computed once per band table."""
+    import numpy as np
+
+    from atomizer.datasets.stats import BandStats
+
+    total: dict[str, BandStats] = {}
+    tables: dict[tuple, list[Any]] = {}
+    for atoms in chips:
+        tables.setdefault(tuple(b.name for b in atoms.bands), []).append(atoms)
+    for names, group in tables.items():
+        value = np.concatenate([a.value for a in group])
+        band = np.concatenate([a.band for a in group])
+        for name, st in atom_stats(value, band, list(names)).items():
+            total.setdefault(name, BandStats()).merge(st)
+    return total
+
+
+def _reusable(task: ShardTask, folder: Path) -> dict[str, Any] | None:
+    path = folder / task.name
+    if not path.is_file():
+        return None
+    try:
+        header = read_shard_header(path)
+    except AtomsFormatError:
+        return None
+    return header if header.get("task") == task.key else None
+
+
+class _Runner:
+    """Submits tasks to Dask (or runs them here) and yields results as they complete."""
+
+    def __init__(self, workers: int, scheduler: str | None) -> None:
+        self.workers, self.scheduler = workers, scheduler
+        self.client: Any = None
+        self.cluster: Any = None
+
+    def __enter__(self) -> _Runner:
+        if self.scheduler is None and self.workers == 0:
+            return self
+        from distributed import Client, LocalCluster
+
+        try:
+            if self.scheduler is not None:
+                self.client = Client(self.scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+            else:
+                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
+                                            processes=True, dashboard_address=":0")
+                self.client = Client(self.cluster)
+        except (OSError, TimeoutError) as exc:
+            raise DatasetError(
+                f"cannot reach the Dask scheduler {self.scheduler or '(local)'} ({exc}); check "
+                "the address (tcp://HOST:PORT) and that the scheduler is running"
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def run(self, tasks: list[ShardTask], out: str) -> Any:
+        if self.client is None:
+            for task in tasks:
+                yield task, run_task(task, out)
+            return
+        from distributed import as_completed
+
+        futures = {self.client.submit(run_task, t, out, key=f"shard-{t.key}", pure=False): t
+                   for t in tasks}
+        try:
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+
+def build_dataset(spec: DatasetSpec, out: str | Path, *, workers: int = 1,
+                  scheduler: str | None = None, max_failures: float = 0.5,
+                  progress: BuildProgress | None = None, host: Any = None) -> BuildResult:
+    """Build (or resume) the dataset of ``spec`` in ``out``; see the module docstring."""
+    if not 0 <= max_failures <= 1:
+        raise DatasetError(f"max_failures is a fraction from 0 to 1, got {max_failures:g}")
+    if workers < 0:
+        raise DatasetError(f"workers must be >= 0, got {workers}")
+    _require("geopandas", "shapely", *(("distributed",) if workers or scheduler else ()))
+    out = Path(out)
+    plan = plan_build(spec, host=host)
+    folder = ensure_dir(shard_dir(out))
+    headers: dict[str, dict[str, Any]] = {}
+    todo = []
+    for task in plan.tasks:
+        header = _reusable(task, folder)
+        if header is None:
+            todo.append(task)
+        else:
+            headers[task.name] = header
+    n_reused = len(headers)
+    failures = _execute(plan, todo, folder, headers, workers, scheduler, max_failures, progress, out)
+    n_chips, n_errors = write_outputs(plan, headers, failures, out)
+    return BuildResult(out, len(plan.tasks), n_reused, len(todo) - len(failures), len(failures),
+                       n_chips, n_errors)
+
+
+def _execute(plan: BuildPlan, todo: list[ShardTask], folder: Path, headers: dict[str, Any],
+             workers: int, scheduler: str | None, max_failures: float,
+             progress: BuildProgress | None, out: Path) -> list[dict[str, Any]]:
+    failures: list[dict[str, Any]] = []
+    total = len(plan.tasks)
+    done = total - len(todo)
+    if progress is not None:
+        progress(done, total)
+    if not todo:
+        return failures
+    with _Runner(workers, scheduler) as runner:
+        for task, result in runner.run(todo, str(folder)):
+            done += 1
+            if "error" in result:
+                failures.append({k: result[k] for k in ("item_id", "error")} | {"shard": task.name})
+                if len(failures) > max_failures * total:
+                    _write_errors(out, plan.errors + failures)
+                    raise DatasetError(
+                        f"{len(failures)} of {total} shard tasks failed (more than --max-failures "
+                        f"{max_failures:g}); first: item {failures[0]['item_id']}: "
+                        f"{failures[0]['error']}; see {out / 'errors.jsonl'}"
+                    )
+            else:
+                headers[task.name] = result["header"]
+            if progress is not None:
+                progress(done, total)
+    return failures
+
+
+def _require(*modules: str) -> None:
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DatasetError(
+            f"building a dataset needs {', '.join(missing)}: pip install 'atomizer[datasets]'"
+        )
+
+
+def _write_errors(out: Path, errors: list[dict[str, Any]]) -> None:
+    from atomizer.io import atomic_write_text
+
+    atomic_write_text(out / "errors.jsonl", "".join(json.dumps(e, sort_keys=True) + "\n" for e in errors))
+
+
+__all__ = ["BuildResult", "build_dataset", "run_task", "AtomizerError"]

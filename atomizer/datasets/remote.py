@@ -1,0 +1,37 @@
+"""GDAL settings for reading imagery over HTTP(S) and object stores, applied by the project.
+
+Chips are read from remote Cloud-Optimized GeoTIFFs through GDAL's ``/vsicurl/`` with windowed range
+requests. These options are set through :class:`rasterio.Env` around every read of a build (they
+override whatever the user's environment says, for the duration of the read only):
+
+- ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR``: opening a file never lists its folder (one request
+  instead of hundreds on a bucket);
+- ``CPL_VSIL_CURL_ALLOWED_EXTENSIONS``: only raster files are probed;
+- ``GDAL_HTTP_MAX_RETRY`` / ``GDAL_HTTP_RETRY_DELAY``: transient HTTP errors are retried;
+- ``VSI_CACHE`` / ``VSI_CACHE_SIZE``: blocks already fetched are kept per open file;
+- ``GDAL_HTTP_MERGE_CONSECUTIVE_RANGES``: adjacent block requests become one range request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: The options (name -> value), in one place.
+CLOUD_GDAL_OPTIONS: dict[str, str] = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.jp2,.JP2,.vrt",
+    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+    "GDAL_HTTP_TIMEOUT": "30",
+    "VSI_CACHE": "TRUE",
+    "VSI_CACHE_SIZE": str(32 * 1024 * 1024),
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MULTIPLEX": "YES",
+}
+
+
+def gdal_env() -> Any:
+    """A :class:`rasterio.Env` with :data:`CLOUD_GDAL_OPTIONS` (use as a context manager)."""
+    import rasterio
+
+    return rasterio.Env(**CLOUD_GDAL_OPTIONS)
