@@ -25,7 +25,7 @@ from torch import nn
 
 from atomizer.data.modality import Modality
 from atomizer.errors import CheckpointError, ConfigError, ModalityError, OutputError
-from atomizer.models.registry import ModelPlan, plan_model
+from atomizer.models.registry import ModelPlan, build_planned, plan_model
 from atomizer.training.checkpoint import (
     CheckpointContent,
     CheckpointRecord,
@@ -185,7 +185,7 @@ def train_one(
     train_set = builder.training_set(config.data.train_split, config.train_modalities)
     val_sets = {m.label: builder.build(config.data.val_split, m) for m in config.val_modalities}
     trainer = Trainer(
-        model_factory=lambda: build(plan.name, plan.config, host),
+        model_factory=lambda: build_planned(plan, host=host),
         train_set=train_set,
         val_sets=val_sets,
         settings=TrainSettings.from_config(config, seed),
