@@ -1,5 +1,8 @@
 """Lazy package exports: ``from atomizer.encoders import Tokenizer`` imports torch only then.
 
+The one mechanism for names a package re-exports from submodules it does not import eagerly
+(``atomizer.atoms``, ``encoders``, ``models``, ``readers``, ``training``).
+
 Importing a package's plugin module (as the plugin host does for every built-in) imports the
 package first; keeping package ``__init__`` files lazy keeps ``atomizer --help`` and
 ``atomizer sensors list`` fast.
@@ -8,6 +11,7 @@ package first; keeping package ``__init__`` files lazy keeps ``atomizer --help``
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,6 +30,6 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[st
         return getattr(importlib.import_module(f"{package}.{module}"), name)
 
     def __dir__() -> list[str]:
-        return sorted(exports)
+        return sorted({*exports, *vars(sys.modules[package])})
 
     return __getattr__, __dir__

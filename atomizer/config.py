@@ -36,9 +36,12 @@ ErrorFactory = Callable[[str], Exception]
 
 class StrictModel(BaseModel):
     """The base of every model validated from a user's file: unknown keys are errors, instances are
-    immutable, strings are stripped."""
+    immutable, strings are stripped, and every float is finite (a field that means NaN, such as a
+    no-data marker, says ``Field(allow_inf_nan=True)``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False
+    )
 
 
 class LocatedError(ValueError):

@@ -87,15 +87,16 @@ def _refuse_constant(name: str) -> float:
 
 
 def parse_json(text: str | bytes, *, origin: str = "<json>", what: str = "JSON document",
-               error: ErrorFactory = DocumentError) -> Any:
-    """Parse JSON text; ``NaN``/``Infinity`` and nesting past the depth limit are errors."""
+               error: ErrorFactory = DocumentError, allow_nan: bool = False) -> Any:
+    """Parse JSON text; nesting past the depth limit is an error, and so are ``NaN``/``Infinity``
+    unless ``allow_nan`` (records this package wrote itself, e.g. a checkpoint's metric history)."""
     if isinstance(text, bytes):
         text = _text(text, origin, what, error)
     depth = _bracket_depth(text)
     if depth > limit("nesting_depth"):
         raise _as(error, exceeded("nesting_depth", depth, subject=origin))
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=None if allow_nan else _refuse_constant)
     except json.JSONDecodeError as exc:
         raise error(f"{origin}:{exc.lineno}: invalid JSON: {exc.msg}") from None
     except ValueError as exc:
@@ -105,10 +106,10 @@ def parse_json(text: str | bytes, *, origin: str = "<json>", what: str = "JSON d
 
 
 def read_json(path: str | Path, *, what: str = "JSON document",
-              error: ErrorFactory = DocumentError) -> Any:
+              error: ErrorFactory = DocumentError, allow_nan: bool = False) -> Any:
     """Read and parse the JSON file ``path`` within the size and depth limits."""
     data = read_bytes(path, limit_name="json_bytes", what=what, error=error)
-    return parse_json(data, origin=str(path), what=what, error=error)
+    return parse_json(data, origin=str(path), what=what, error=error, allow_nan=allow_nan)
 
 
 _BRACKETS = re.compile(r'[\[\]{}]|"(?:[^"\\]|\\.)*"')

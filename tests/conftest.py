@@ -68,3 +68,16 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Counts of the hostile-input tests (tests/hostile.py), when any ran."""
+    import sys
+
+    hostile = sys.modules.get("hostile") or sys.modules.get("tests.hostile")
+    tally = getattr(hostile, "TALLY", None)
+    if tally:
+        terminalreporter.write_sep("-", "hostile inputs")
+        terminalreporter.write_line(
+            ", ".join(f"{k}: {v}" for k, v in sorted(tally.items(), key=lambda kv: -kv[1]))
+        )

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from conftest import shared_data_path
 
-from atomizer.sensors import SensorSpec, load_spec_file, spec_to_yaml
+from atomizer.sensors import SensorSpec, resolve_sensor, spec_to_yaml
 from atomizer.sensors.loader import read_raw_spec, validate_raw
 from atomizer.sensors.registry import SensorRegistry
 from atomizer.sensors.spec import COMMON_NAME_RANGES_NM
@@ -85,8 +85,8 @@ def test_spec_file_loads(path: Path, registry: SensorRegistry):
     assert raw.id == raw.id.lower()
     spec = registry.get(raw.id)
     assert spec.modality == "optical"
-    # the public one-file loader resolves ``extends:`` against the registry and agrees with it
-    assert load_spec_file(path, registry=registry) == spec
+    # the one resolver reads the file, resolves ``extends:`` against the registry and agrees with it
+    assert resolve_sensor(path, registry) == spec
     # the file starts with a comment that cites where the numbers come from
     assert path.read_text(encoding="utf-8").startswith("#")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from atomizer.errors import CheckpointError
+from atomizer.errors import OutputError, CheckpointError
 from atomizer.training import checkpoint as ckpt_mod
 from atomizer.training.checkpoint import (
     FORMAT_VERSION,
@@ -18,9 +18,10 @@ from atomizer.training.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
-    read_meta,
+    read_record,
     save_checkpoint,
 )
+from atomizer.training.checkpoint_record import CheckpointContent, RngState
 from atomizer.training.seed import capture_rng_state, restore_rng_state
 
 
@@ -39,12 +40,15 @@ def _model_and_optimizer():
 def _save(tmp_path, name="ckpt-e0001-s000000002", **meta):
     model, opt = _model_and_optimizer()
     tensors, rng_meta = capture_rng_state()
+    content = CheckpointContent(
+        epoch=1, global_step=2, rng=[RngState.model_validate(rng_meta)], **meta
+    )
     path = save_checkpoint(
         tmp_path / name,
+        content,
         model_state=model.state_dict(),
         optimizer_state=opt.state_dict(),
         rng_tensors=tensors,
-        meta={"epoch": 1, "global_step": 2, "rng": rng_meta, **meta},
     )
     return path, model, opt
 
@@ -53,8 +57,8 @@ def test_round_trip_restores_weights_optimizer_and_continues_identically(tmp_pat
     path, model, opt = _save(tmp_path, experiment={"name": "x"})
     assert path.suffix == ".json" and path.with_suffix(".safetensors").exists()
     ck = load_checkpoint(path)
-    assert ck.epoch == 1 and ck.global_step == 2 and ck.meta["experiment"] == {"name": "x"}
-    assert ck.meta["format_version"] == FORMAT_VERSION
+    assert ck.epoch == 1 and ck.global_step == 2 and ck.record.experiment == {"name": "x"}
+    assert ck.record.format_version == FORMAT_VERSION
     model2 = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     model2.load_state_dict(ck.model_state)
     opt2 = torch.optim.AdamW(model2.parameters(), lr=5.0)
@@ -93,7 +97,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt_mod, "save_file", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="disk full; nothing was written"):
         _save(tmp_path, name="ckpt-e0002-s000000004")
     assert latest_checkpoint(tmp_path) == good
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -116,7 +120,8 @@ def test_latest_and_prune(tmp_path):
 @pytest.mark.parametrize(
     "content, match",
     [
-        (b"\x00\x01garbage", "not an atomizer checkpoint"),
+        (b"\x00\x01garbage", "invalid JSON"),
+        (b"\xff\xfe", "not UTF-8"),
         (b'{"hello": 1}', "not an atomizer checkpoint"),
         (b"[1, 2]", "not an atomizer checkpoint"),
     ],
@@ -133,7 +138,7 @@ def test_incompatible_version_and_mismatched_pair(tmp_path):
     meta = json.loads(path.read_text())
     path.write_text(json.dumps({**meta, "format_version": FORMAT_VERSION + 1}))
     with pytest.raises(CheckpointError, match="incompatible"):
-        read_meta(path)
+        read_record(path)
     path.write_text(json.dumps({**meta, "checkpoint_id": "0" * 32}))
     with pytest.raises(CheckpointError, match="does not belong"):
         load_checkpoint(path)

@@ -1,4 +1,4 @@
-"""Datasets through the ``register_datasets`` hook: built-ins, lookups, options, a plugin's dataset."""
+"""Datasets through the ``register_datasets`` hook: built-ins, lookups, options, a plugin's."""
 
 from __future__ import annotations
 
@@ -99,8 +99,10 @@ def test_builtin_datasets_are_registered_with_one_signature(host):
     registered = host.records["atomizer.data.plugin"].registered["register_datasets"]
     assert sorted(registered) == sorted(BUILTIN)
 
+
 def test_unknown_dataset_names_the_closest(host):
-    with pytest.raises(ConfigError, match=r"data\.dataset: unknown dataset 'indian-pine'.*indian-pines"):
+    match = r"data\.dataset: unknown dataset 'indian-pine'.*indian-pines"
+    with pytest.raises(ConfigError, match=match):
         DatasetBuilder(DataConfig(dataset="indian-pine"), host=host)
 
 
@@ -187,5 +189,8 @@ def test_unknown_plugin_dataset_is_one_error_line(tmp_path):
     result = invoke(host, ["train", path, "--output", tmp_path / "run"])
     lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
     assert result.exit_code != 0 and len(lines) == 1, result.output
-    assert "toy-patches" in lines[0] and "Traceback" not in result.output
+    assert lines[0] == (
+        f"error: {path}:3: data.dataset: unknown dataset 'toy-patch'; did you mean 'toy-patches'?"
+    )
+    assert "Traceback" not in result.output
     assert not (tmp_path / "run").exists()

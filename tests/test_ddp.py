@@ -112,7 +112,7 @@ def test_two_gloo_processes_match_one_process(tmp_path, kind):
     single = _trainer(tmp_path / "single", kind=kind).fit()
     mp.spawn(_worker, args=(_free_port(), str(tmp_path / "ddp"), kind), nprocs=WORLD, join=True)
     ddp = load_checkpoint(latest_checkpoint(tmp_path / "ddp"))
-    assert ddp.meta["world_size"] == WORLD and ddp.meta["finished"]
+    assert ddp.record.world_size == WORLD and ddp.record.finished
     assert ddp.global_step == single.global_step == EPOCHS * STEPS_PER_EPOCH
     state = single.model.state_dict()
     assert ddp.model_state.keys() == state.keys()
@@ -135,7 +135,7 @@ def test_two_gloo_processes_match_one_process(tmp_path, kind):
     )
     # every epoch: the same training loss, and validation sharded over the ranks then gathered
     # gives the metrics of the whole set
-    history = ddp.meta["history"]
+    history = ddp.record.history
     assert [row["epoch"] for row in history] == [row["epoch"] for row in single.history]
     for mine, theirs in zip(history, single.history, strict=True):
         assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=LOSS_RTOL[kind])

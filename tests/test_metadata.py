@@ -103,9 +103,9 @@ def test_fmow_reader_from_file_and_bad_files(tmp_path) -> None:
     assert metadata_from_fmow_json(p).sensor_id == "geoeye01"
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(ReaderError, match="not valid JSON"):
+    with pytest.raises(ReaderError, match="invalid JSON"):
         metadata_from_fmow_json(bad)
-    with pytest.raises(ReaderError, match="cannot read"):
+    with pytest.raises(ReaderError, match="no such"):
         metadata_from_fmow_json(tmp_path / "missing.json")
     with pytest.raises(ReaderError, match="timestamp"):
         metadata_from_fmow_json({"timestamp": "yesterday"})
@@ -245,7 +245,10 @@ def test_missing_embedding_is_used(encoders) -> None:
     assert not torch.allclose(one[0], one[1]) and not torch.allclose(one[0], one[2])
     # the missing vector is a learned parameter that receives gradient
     tab.zero_grad()
-    tab([MetadataRecord(), MetadataRecord(gsd_m=10.0)]).sum().backward()
+    out = tab([MetadataRecord(), MetadataRecord(gsd_m=10.0)])
+    # a fixed random read-out: a plain sum of normalised features can have zero gradient
+    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
+    (out * weight).sum().backward()
     assert tab.missing_embedding.grad is not None and tab.missing_embedding.grad.abs().sum() > 0
 
 
@@ -254,7 +257,7 @@ def test_encoder_params_are_strict_and_registered(host) -> None:
         TabularMetadataEncoder(width=10, heads=3)
     with pytest.raises(EncoderError, match="unknown metadata fields"):
         TabularMetadataEncoder(fields=["gsd_m", "colour"])
-    with pytest.raises(EncoderError, match="vocab: Extra inputs"):
+    with pytest.raises(EncoderError, match="vocab: unknown key 'vocab'"):
         TextMetadataEncoder(vocab="bert")
     assert {"tabular", "text"} <= set(host.metadata_encoders.names())
     enc = host.metadata_encoders.get("tabular")(

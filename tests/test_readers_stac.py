@@ -363,13 +363,13 @@ def test_missing_asset_file(tmp_path, rasters):
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("{not json", "not valid JSON"), ('{"type": "FeatureCollection", "features": []}', "not a")],
+    [("{not json", "invalid JSON"), ('{"type": "FeatureCollection", "features": []}', "not a")],
 )
 def test_bad_item_files(tmp_path, text, message):
     (tmp_path / "bad.json").write_text(text)
     with pytest.raises(ReaderError, match=message):
         read(tmp_path / "bad.json", toy_spec())
-    with pytest.raises(ReaderError, match="does not exist"):
+    with pytest.raises(ReaderError, match="no such STAC item"):
         read(tmp_path / "nope.json", toy_spec())
 
 

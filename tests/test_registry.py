@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from atomizer.errors import DuplicateSensorError, SpecError, UnknownSensorError
-from atomizer.plugins.host import PluginHost
+from atomizer.plugins.host import PluginHost, PluginLoadWarning
 
 SPEC = textwrap.dedent(
     """\
@@ -63,15 +63,24 @@ def test_duplicate_ids_name_both_files(monkeypatch, tmp_path):
     b = write_spec(tmp_path / "b", "twin")
     host = make_host(monkeypatch, tmp_path, tmp_path / "a", tmp_path / "b")
     with pytest.raises(DuplicateSensorError) as info:
-        host.sensors
+        host.sensor_registry(strict=True)
     assert str(a) in str(info.value) and str(b) in str(info.value)
+    with pytest.warns(PluginLoadWarning, match="claim the id 'twin'") as caught:
+        reg = host.sensors  # what commands use: the first one wins, the second is reported once
+    assert reg.origin("twin") == str(a) and len(caught) == 1
 
 
 def test_alias_clash_is_an_error(monkeypatch, tmp_path):
     write_spec(tmp_path / "a", "one", alias="shared")
     write_spec(tmp_path / "a", "two", alias="shared")
+    host = make_host(monkeypatch, tmp_path, tmp_path / "a")
     with pytest.raises(DuplicateSensorError, match="'shared'"):
-        make_host(monkeypatch, tmp_path, tmp_path / "a").sensors
+        host.sensor_registry(strict=True)
+    with pytest.warns(PluginLoadWarning, match="'shared'"):
+        reg = host.sensors
+    assert "one" in reg and "two" not in reg and "landsat8" in reg
+    with pytest.raises(UnknownSensorError, match="'two' is not available: its spec was skipped"):
+        reg.get("two")
 
 
 def test_extends_across_sources(monkeypatch, tmp_path):
@@ -90,22 +99,26 @@ def test_extends_across_sources(monkeypatch, tmp_path):
     assert d.sources == reg.get("base").sources
 
 
+def strict(monkeypatch, tmp_path, *paths):
+    return make_host(monkeypatch, tmp_path, *paths).sensor_registry(strict=True)
+
+
 def test_extends_errors(monkeypatch, tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "orphan.yaml").write_text("id: orphan\nname: O\nextends: nowhere\n")
     with pytest.raises(SpecError, match="extends: unknown sensor 'nowhere'"):
-        make_host(monkeypatch, tmp_path, tmp_path / "a").sensors
+        strict(monkeypatch, tmp_path, tmp_path / "a")
     (tmp_path / "a" / "orphan.yaml").unlink()
     write_spec(tmp_path / "a", "base")
     (tmp_path / "a" / "bad.yaml").write_text(
         "id: bad\nname: B\nextends: base\ndrop_bands: [B9]\n"
     )
     with pytest.raises(SpecError, match="drop_bands: 'base' has no band 'B9'"):
-        make_host(monkeypatch, tmp_path, tmp_path / "a").sensors
+        strict(monkeypatch, tmp_path, tmp_path / "a")
     (tmp_path / "a" / "bad.yaml").write_text("id: bad\nname: B\nextends: bad2\n")
     (tmp_path / "a" / "bad2.yaml").write_text("id: bad2\nname: B\nextends: bad\n")
     with pytest.raises(SpecError, match="circular"):
-        make_host(monkeypatch, tmp_path, tmp_path / "a").sensors
+        strict(monkeypatch, tmp_path, tmp_path / "a")
 
 
 def test_lenient_registry_collects_problems(monkeypatch, tmp_path):
@@ -141,8 +154,9 @@ def test_malformed_derivation_keys_are_spec_errors(monkeypatch, tmp_path, deriva
     (tmp_path / "a" / "child.yaml").write_text(f"id: child\nname: C\nextends: base\n{derivation}\n")
     host = make_host(monkeypatch, tmp_path, tmp_path / "a")
     with pytest.raises(SpecError, match=r"child.yaml:4: (band_overrides|drop_bands|band_defaults): must"):
-        host.sensors
-    lenient = host.sensor_registry(strict=False)  # never a traceback, even leniently
+        host.sensor_registry(strict=True)
+    with pytest.warns(PluginLoadWarning, match="child.yaml:4"):
+        lenient = host.sensors  # never a traceback, even leniently
     assert "base" in lenient and "child" not in lenient
 
 

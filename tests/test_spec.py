@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from pydantic import ValidationError
 
@@ -149,3 +151,34 @@ def test_duplicate_yaml_keys_are_reported(tmp_path):
     path.write_text("id: a\nname: A\nid: b\nsources: [x]\nbands: []\n")
     with pytest.raises(SpecError, match=r"twice.yaml:3: id: the key appears twice"):
         read_raw_spec(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("gsd_m", float("inf"), "finite number"),
+        ("gsd_m", 1e-300, "outside the physical range"),
+        ("gsd_m", 1e9, "outside the physical range"),
+        ("scale", float("nan"), "finite number"),
+        ("scale", 1e39, "is outside"),
+        ("scale", 0.0, "is outside"),
+        ("offset", float("inf"), "finite number"),
+        ("fwhm_nm", 1e-300, "greater than or equal"),
+    ],
+)
+def test_absurd_or_non_finite_band_numbers_are_refused(field, value, needle):
+    band = {"name": "B1", "center_wavelength_nm": 665.0, "fwhm_nm": 30.0, "gsd_m": 10.0}
+    band[field] = value
+    with pytest.raises(ValidationError) as info:
+        Band.model_validate(band)
+    assert needle in str(info.value)
+
+
+def test_nan_in_a_response_or_statistics_is_refused_but_nan_nodata_is_a_marker():
+    base = {"name": "B1", "center_wavelength_nm": 665.0, "fwhm_nm": 30.0, "gsd_m": 10.0}
+    with pytest.raises(ValidationError, match="finite number"):
+        Band.model_validate({**base, "response": {"wavelength_nm": [650, 665, 680],
+                                                  "value": [0.1, float("nan"), 0.2]}})
+    with pytest.raises(ValidationError, match="finite number"):
+        Band.model_validate({**base, "stats": {"mean": float("nan"), "std": 1.0}})
+    assert math.isnan(Band.model_validate({**base, "nodata": float("nan")}).nodata)

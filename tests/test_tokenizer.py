@@ -98,8 +98,9 @@ def test_config_from_yaml_file_round_trips(tmp_path, host):
 @pytest.mark.parametrize(
     "config, match",
     [
-        ({**ALL_PARTS, "colour": {"name": "x"}}, r"colour: unknown key; allowed keys: value"),
-        ({"position": ALL_PARTS["position"]}, r"value: Field required"),
+        ({**ALL_PARTS, "colour": {"name": "spectral"}}, r"colour: not a token part \(built-in parts: value, position"),
+        ({**ALL_PARTS, "colour": 5}, r"colour: Input should be a valid dictionary"),
+        ({"position": ALL_PARTS["position"]}, r"value: required key 'value' is missing; add it"),
         ({"value": {"name": "fourier_valeu"}}, r"value: unknown encoder 'fourier_valeu'; closest: fourier_value"),
         ({"value": {"name": "fourier_value", "num_band": 3}}, r"no parameter 'num_band'; it accepts: num_bands"),
         ({"value": {"name": "fourier_value", "num_bands": 0}}, r"value: fourier_value: num_bands"),
@@ -178,15 +179,19 @@ def test_parts_shapes_and_unique_coordinates(tokenizer):
     B = len(batch.bands)
     d = tokenizer.dims
     assert parts.value.shape == (S, N, d["value"])
-    assert parts.spectral.shape == (B, d["spectral"])
+    assert parts.table("spectral").shape == (B, d["spectral"])
+    assert torch.equal(parts.per_row["spectral"][1], batch.band)
     ux = torch.unique(batch.x).numel()
-    assert parts.position_x.shape == (ux, d["position"] // 2)
-    assert parts.position_y.shape[1] == d["position"] // 2
-    assert parts.x_index.shape == (S, N) and parts.y_index.shape == (S, N)
-    assert torch.allclose(parts.position_x[parts.x_index][..., -1] * 100.0, batch.x)  # raw x / G
-    assert parts.time.shape == (S, d["time"]) and parts.location.shape == (S, d["location"])
-    assert parts.time[2, -1] == 1 and parts.location[2, -1] == 1  # scene 2 has no metadata
-    assert parts.dims == d and parts.dim == tokenizer.dim
+    (pos_x, x_index), (pos_y, y_index) = parts.per_row["position_x"], parts.per_row["position_y"]
+    assert pos_x.shape == (ux, d["position"] // 2)
+    assert pos_y.shape[1] == d["position"] // 2
+    assert x_index.shape == (S, N) and y_index.shape == (S, N)
+    assert torch.allclose(pos_x[x_index][..., -1] * 100.0, batch.x)  # raw x / G
+    time, location = parts.per_sample["time"], parts.per_sample["location"]
+    assert time.shape == (S, d["time"]) and location.shape == (S, d["location"])
+    assert time[2, -1] == 1 and location[2, -1] == 1  # scene 2 has no metadata
+    assert parts.dims == tokenizer.factor_dims and parts.dim == tokenizer.dim
+    assert list(parts.dims) == ["value", "position_x", "position_y", "spectral", "time", "location"]
 
 
 def test_assembled_parts_equal_tokens_for_every_real_atom(tokenizer):
@@ -226,7 +231,8 @@ def test_float64_config_and_override(host):
     assert t32.dtype == torch.float32
     assert torch.allclose(t32.double(), t64, atol=1e-4)
     parts = tok.parts(collate_atoms([atoms]))
-    assert parts.value.dtype == parts.spectral.dtype == parts.position_x.dtype == torch.float64
+    assert parts.value.dtype == parts.table("spectral").dtype == torch.float64
+    assert parts.table("position_x").dtype == torch.float64
 
 
 def test_empty_atom_set_gives_no_tokens(tokenizer):
@@ -340,6 +346,6 @@ def test_projected_parts_give_the_same_gradients_as_the_dense_layer(tokenizer):
 def test_value_only_tokens_project_without_tables(host):
     tok = Tokenizer.from_config({"value": {"name": "fourier_value", "num_bands": 2}}, host=host)
     parts = tok.parts(collate_atoms([small_atoms()]))
-    assert parts.position_x is None and parts.spectral is None and parts.time is None
+    assert not parts.per_row and not parts.per_sample and list(parts.per_atom) == ["value"]
     weight = torch.randn(3, tok.dim, generator=torch.Generator().manual_seed(292))
     assert max_factorisation_error(parts, weight, torch.ones(3)) < 1e-5

@@ -177,8 +177,8 @@ def python_api_metrics(host: PluginHost, run: Path, modality) -> dict[str, float
     from atomizer.training.evaluate import evaluate_model
 
     ckpt = load_checkpoint(latest_checkpoint(run))
-    cfg = validate_config(ckpt.meta["experiment"], origin="test")
-    model = build_model(ckpt.meta["model_name"], ckpt.meta["model_config"], host=host)
+    cfg = validate_config(ckpt.record.experiment, origin="test")
+    model = build_model(ckpt.record.model_name, ckpt.record.model_params, host=host)
     model.load_state_dict(ckpt.model_state)
     dataset = DatasetBuilder(cfg.data, cfg.task, host=host).build(cfg.data.test_split, modality)
     assert len(dataset) > 0
@@ -335,8 +335,8 @@ def test_train_stops_and_resumes_mid_epoch_through_the_cli(trained, tmp_path):
     out = tmp_path / "run"
     assert train(out, "--stop-after-steps", STOP_AFTER_STEPS)["finished"] is False
     partial = load_checkpoint(latest_checkpoint(out))
-    assert partial.global_step == RESUME_FROM_STEP and not partial.meta["finished"]
-    assert partial.epoch == 0 and 0 < partial.meta["step_in_epoch"] == RESUME_FROM_STEP
+    assert partial.global_step == RESUME_FROM_STEP and not partial.record.finished
+    assert partial.epoch == 0 and 0 < partial.record.step_in_epoch == RESUME_FROM_STEP
     a = train(out, "--resume")
     b = train(tmp_path / "full")
     assert a["finished"] and b["finished"] and a["global_step"] == b["global_step"]

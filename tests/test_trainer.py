@@ -18,7 +18,12 @@ from hypothesis import strategies as st
 from training_toys import ToyAtomDataset, build_toy
 
 from atomizer.errors import CheckpointError, OutputError
-from atomizer.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from atomizer.training.checkpoint import (
+    CheckpointContent,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+)
 from atomizer.training.evaluate import evaluate_model
 from atomizer.training.trainer import Trainer, TrainSettings
 
@@ -45,7 +50,7 @@ def make_trainer(
         val_sets={"val": ToyAtomDataset(12, seed=1)},
         settings=settings,
         run_dir=run_dir,
-        meta={"model_name": "toy", "experiment_fingerprint": "abc"},
+        content=CheckpointContent(model_name="toy", experiment_fingerprint="abc"),
         tensorboard=False,
     )
 
@@ -80,7 +85,7 @@ def test_training_learns_and_logs(tmp_path):
         result.history[-1]["val/val/overall_accuracy"]
     )
     ckpt = load_checkpoint(result.checkpoint)
-    assert ckpt.meta["finished"] and ckpt.epoch == 4 and ckpt.global_step == 20
+    assert ckpt.record.finished and ckpt.epoch == 4 and ckpt.global_step == 20
 
 
 def test_same_seed_same_weights_other_seed_differs(tmp_path):
@@ -144,16 +149,17 @@ _SCRIPT = textwrap.dedent(
     from test_trainer import make_trainer
     from pathlib import Path
 
+    from atomizer.training import loop
+
     t = make_trainer(Path({run!r}))
     kill_at = {kill_at!r}
     if kill_at is not None:  # testing hook: crash right after the checkpoint of step kill_at
-        save = t._save
-        def _save(*args):
-            path = save(*args)
-            if args[5] == kill_at:  # (model, optimizer, schedule, epoch, step_in_epoch, step, ...)
+        save = loop._Run.save
+        def _save(self, net, optimizer, schedule, state, step_in_epoch, done):
+            save(self, net, optimizer, schedule, state, step_in_epoch, done)
+            if state.step == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
-            return path
-        t._save = _save
+        loop._Run.save = _save
     r = t.fit(resume={resume})
     print("FINISHED", r.global_step, flush=True)
     """
@@ -187,17 +193,17 @@ def test_killed_process_resumes_to_the_same_weights(tmp_path):
     code, out = _run_child(_script(run, False, kill_at=KILL_AT_STEP), env)
     assert code == -signal.SIGKILL and "FINISHED" not in out
     crashed = load_checkpoint(latest_checkpoint(run))
-    assert crashed.global_step == KILL_AT_STEP and crashed.meta["step_in_epoch"] == 1
-    assert not crashed.meta["finished"]
+    assert crashed.global_step == KILL_AT_STEP and crashed.record.step_in_epoch == 1
+    assert not crashed.record.finished
     code, out = _run_child(_script(run, True), env)
     assert code == 0 and f"FINISHED {TOTAL_STEPS}" in out
     make_trainer(tmp_path / "full").fit()  # the uninterrupted run, in this process
     a = load_checkpoint(latest_checkpoint(run))
     b = load_checkpoint(latest_checkpoint(tmp_path / "full"))
-    assert a.meta["finished"] and a.global_step == b.global_step == TOTAL_STEPS
+    assert a.record.finished and a.global_step == b.global_step == TOTAL_STEPS
     assert_same_weights(a.model_state, b.model_state)
     assert_same_weights(a.optimizer_tensors, b.optimizer_tensors)
-    assert val_columns(a.meta["history"]) == val_columns(b.meta["history"])
+    assert val_columns(a.record.history) == val_columns(b.record.history)
 
 
 def test_autocast_only_on_cuda():

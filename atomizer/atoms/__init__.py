@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from atomizer._lazy import lazy_exports
 from atomizer.atoms.atomset import AtomSet, SceneMeta
 from atomizer.atoms.io import AtomsFile, load_atoms, open_atoms, save_atoms
 
@@ -16,10 +17,4 @@ if TYPE_CHECKING:
 __all__ = ["AtomBatch", "AtomSet", "AtomsFile", "SceneMeta", "collate_atoms", "load_atoms",
            "open_atoms", "save_atoms"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("AtomBatch", "collate_atoms"):
-        from atomizer.atoms import batch
-
-        return getattr(batch, name)
-    raise AttributeError(f"module 'atomizer.atoms' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {"AtomBatch": "batch", "collate_atoms": "batch"})

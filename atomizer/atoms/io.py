@@ -8,22 +8,89 @@ are memory-mapped, so :func:`open_atoms` reads only the arrays asked for. Writes
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from atomizer.atoms.atomset import AtomSet, SceneMeta
-from atomizer.errors import AtomsFormatError
+from atomizer.errors import AtomizerError, AtomsFormatError
 from atomizer.io import atomic_path
+from atomizer.limits import clip_text
 from atomizer.sensors.spec import Band
 
 FORMAT_NAME = "atomizer.atoms"
 FORMAT_VERSION = 1
 SUFFIX = ".atoms"
 ATOM_ARRAYS = ("value", "band", "x", "y")
+#: Atom positions are metres from the footprint centre: beyond this (half the Earth's
+#: circumference) a position is corrupt, and drawing it would ask for an absurd raster.
+MAX_ABS_POSITION_M = 2.0e7
+
+
+class SceneHeader(BaseModel):
+    """The ``scene`` object of an ``.atoms`` header (strict: a lon written as text is refused)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    sensor_id: str = Field(min_length=1)
+    datetime: str | None = Field(default=None, description="ISO 8601.")
+    lon: float | None = Field(default=None, ge=-180.0, le=180.0, description="Degrees east.")
+    lat: float | None = Field(default=None, ge=-90.0, le=90.0, description="Degrees north.")
+    crs: str | None = None
+    source_id: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("datetime")
+    @classmethod
+    def _iso(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                dt.datetime.fromisoformat(v)
+            except ValueError as exc:
+                raise ValueError(f"not an ISO 8601 date-time ({exc})") from None
+        return v
+
+
+class AtomsHeader(BaseModel):
+    """The JSON header of an ``.atoms`` file (format and version are checked before)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+
+    n_atoms: int = Field(ge=0)
+    scene: SceneHeader
+    bands: list[Band]
+
+
+def _header(meta: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The parsed JSON header of ``path``'s safetensors metadata (bounded, finite numbers)."""
+    from atomizer.documents import parse_json
+
+    if "atomizer" not in meta:
+        raise AtomsFormatError(
+            f"{path}: a safetensors file but not an .atoms file (no atomizer header)"
+        )
+    header = parse_json(meta["atomizer"], origin=f"{path}: .atoms header", error=AtomsFormatError)
+    if not isinstance(header, dict):
+        raise AtomsFormatError(f"{path}: corrupt .atoms header (not a JSON object); re-tokenize")
+    return header
+
+
+def validate_header(header: dict[str, Any], path: Path) -> AtomsHeader:
+    """The header as a model; every problem is one line naming the key."""
+    from atomizer.config import render_errors
+    from atomizer.documents import YamlDocument
+
+    try:
+        return AtomsHeader.model_validate(header)
+    except ValidationError as exc:
+        doc = YamlDocument(data=header, node=None, origin=f"{path}: corrupt .atoms header")
+        lines = render_errors(exc, doc, model=AtomsHeader)
+        raise AtomsFormatError("\n".join(f"{line}; re-tokenize" for line in lines)) from None
 
 
 def header_of(atoms: AtomSet) -> dict[str, Any]:
@@ -48,7 +115,12 @@ def save_atoms(
         if name in tensors:
             raise AtomsFormatError(f"extra array name {name!r} clashes with an atom array")
         tensors[name] = np.ascontiguousarray(arr)
-    meta = {"atomizer": json.dumps(header_of(atoms))}
+    try:
+        meta = {"atomizer": json.dumps(header_of(atoms), allow_nan=False)}
+    except ValueError:
+        raise AtomsFormatError(
+            "the scene metadata holds a NaN or infinite number; it cannot be written"
+        ) from None
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     return path
@@ -70,33 +142,25 @@ class AtomsFile:
             raise AtomsFormatError(
                 f"{self.path}: not a readable .atoms file (truncated or corrupt?): {exc}"
             ) from None
-        try:
-            self.header = json.loads(meta["atomizer"])
-        except (KeyError, json.JSONDecodeError):
-            raise AtomsFormatError(
-                f"{self.path}: a safetensors file but not an .atoms file (no atomizer header)"
-            ) from None
-        if not isinstance(self.header, dict):
-            raise AtomsFormatError(f"{self.path}: corrupt .atoms header (not a JSON object); re-tokenize")
+        self.header = _header(meta, self.path)
         if self.header.get("format") != FORMAT_NAME:
-            raise AtomsFormatError(f"{self.path}: unknown format {self.header.get('format')!r}")
+            raise AtomsFormatError(
+                f"{self.path}: unknown format {clip_text(repr(self.header.get('format')), max_chars=60)}"
+            )
         version = self.header.get("version")
         if version != FORMAT_VERSION:
             raise AtomsFormatError(
-                f"{self.path}: .atoms format version {version} is not supported by this atomizer "
+                f"{self.path}: .atoms format version {clip_text(version, max_chars=40)} is not supported by this atomizer "
                 f"(reads version {FORMAT_VERSION}); upgrade atomizer or re-tokenize"
             )
         names = set(self._handle.keys())
         missing = [n for n in ATOM_ARRAYS if n not in names]
         if missing:
             raise AtomsFormatError(f"{self.path}: missing arrays {', '.join(missing)}")
-        try:
-            self.scene = SceneMeta.from_json(self.header["scene"])
-            self.bands = tuple(Band.model_validate(b) for b in self.header["bands"])
-            n_atoms = int(self.header["n_atoms"])
-        except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-            first = str(exc).splitlines()[0]
-            raise AtomsFormatError(f"{self.path}: corrupt .atoms header ({first}); re-tokenize") from None
+        valid = validate_header(self.header, self.path)
+        self.scene = SceneMeta.from_json(valid.scene.model_dump())
+        self.bands = tuple(valid.bands)
+        n_atoms = valid.n_atoms
         shapes = {name: self._handle.get_slice(name).get_shape() for name in ATOM_ARRAYS}
         if any(shape != [n_atoms] for shape in shapes.values()):
             raise AtomsFormatError(
@@ -137,14 +201,27 @@ class AtomsFile:
             raise AtomsFormatError(f"{self.path}: no array {name!r} ({exc})") from None
 
     def load(self) -> AtomSet:
-        return AtomSet(
-            value=self.array("value"),
-            band=self.array("band"),
-            x=self.array("x"),
-            y=self.array("y"),
-            bands=self.bands,
-            scene=self.scene,
-        )
+        """The atoms; non-finite values or positions, and positions beyond
+        :data:`MAX_ABS_POSITION_M`, mean a corrupt file."""
+        arrays = {name: self.array(name) for name in ATOM_ARRAYS}
+        for name in ("value", "x", "y"):
+            a = arrays[name]
+            if a.dtype.kind != "f":
+                raise AtomsFormatError(f"{self.path}: array {name!r} is {a.dtype}, not float")
+            bad = ~np.isfinite(a)
+            if name != "value":
+                bad |= np.abs(a) > MAX_ABS_POSITION_M
+            if bad.any():
+                what = "non-finite" if name == "value" else "non-finite or absurd (beyond " \
+                    f"{MAX_ABS_POSITION_M:g} m)"
+                raise AtomsFormatError(
+                    f"{self.path}: {int(bad.sum()):,} atom(s) have {what} {name!r}; the file is "
+                    "corrupt: re-tokenize"
+                )
+        try:
+            return AtomSet(**arrays, bands=self.bands, scene=self.scene)
+        except AtomizerError as exc:
+            raise AtomsFormatError(f"{self.path}: {exc}; the file is corrupt: re-tokenize") from None
 
 
 def open_atoms(path: str | Path) -> AtomsFile:

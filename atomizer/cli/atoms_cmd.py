@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from atomizer.cli.output import console, echo_json, ensure_writable
+from atomizer.cli.output import console, echo_json
+from atomizer.io import check_output
 
 
 @click.group()
@@ -94,9 +95,12 @@ def show_atoms(path: Path, as_json: bool) -> None:
     "--bands", help="Draw these bands as panels (comma-separated) instead of an RGB composite."
 )
 @click.option(
+    "--overwrite", is_flag=True, help="Replace the output even when it is a symbolic link."
+)
+@click.option(
     "--panels", is_flag=True, help="One panel per band even when an RGB composite is possible."
 )
-def plot_atoms(path: Path, output: Path, bands: str | None, panels: bool) -> None:
+def plot_atoms(path: Path, output: Path, overwrite: bool, bands: str | None, panels: bool) -> None:
     """Draw a quick-look of the .atoms file PATH, rebuilt from its atoms.
 
     An RGB composite (bands with common names red, green, blue; percentile stretch) where the bands
@@ -105,7 +109,7 @@ def plot_atoms(path: Path, output: Path, bands: str | None, panels: bool) -> Non
     from atomizer.quicklook import plot_quicklook
     from atomizer.readers.base import parse_band_list
 
-    ensure_writable(output)
+    check_output(output, inputs=[path], overwrite=overwrite)
     atomset, _ = _load(path)
     plot_quicklook(atomset, output, bands=parse_band_list(bands), rgb=False if panels else None)
     click.echo(f"wrote {output}")

@@ -1,4 +1,5 @@
-"""Small helpers shared by the commands: JSON output, a console, checking output paths."""
+"""Small helpers shared by the commands: JSON output, a console (outputs are checked by
+:func:`atomizer.io.check_output`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 import click
 
-from atomizer.errors import OutputError
 
 
 def echo_json(obj: Any) -> None:
@@ -42,15 +42,3 @@ def _terminal_width() -> int:
         return os.get_terminal_size().columns
     except OSError:
         return 120
-
-
-def ensure_writable(path: Path) -> None:
-    """Fail early, before any work, when ``path`` cannot be written."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise OutputError(f"output {path} is a folder; give a file name")
-    if not parent.is_dir():
-        raise OutputError(f"cannot write {path}: folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise OutputError(f"cannot write {path}: permission denied; choose another path")

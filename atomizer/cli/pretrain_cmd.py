@@ -133,8 +133,8 @@ def probe(
     if data_config is not None:
         cfg = cfg.model_copy(update={"data": load_config(data_config).data})
         config_dir = data_config.parent
-    elif data_root is None and loaded.info.get("data_root"):
-        data_root = Path(loaded.info["data_root"])
+    elif data_root is None and loaded.record.data_root:
+        data_root = Path(loaded.record.data_root)
     if data_root is not None:
         cfg = cfg.model_copy(
             update={
@@ -174,7 +174,7 @@ def probe(
         knn_temperature=probe_cfg.knn_temperature,
         max_iter=probe_cfg.linear_max_iter,
     )
-    row = MethodRow(loaded.info["method"], None, results)
+    row = MethodRow(loaded.record.method, None, results)
     click.echo(
         format_markdown(
             [row],
@@ -188,7 +188,7 @@ def probe(
     if json_out is not None:
         payload = {
             "checkpoint": str(checkpoint),
-            "method": loaded.info["method"],
+            "method": loaded.record.method,
             "class_names": chips.class_names,
             "n_chips": len(probe_chips),
             "seeds": list(probe_cfg.seeds),

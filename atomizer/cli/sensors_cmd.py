@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from atomizer.cli.output import console, echo_json, ensure_writable
+from atomizer.cli.output import console, echo_json
+from atomizer.io import check_output
 from atomizer.errors import AtomizerError, SpecError
 
 
@@ -62,9 +63,9 @@ def list_sensors(obj, as_json: bool) -> None:
 @click.pass_obj
 def show_sensor(obj, sensor_id: str, as_json: bool) -> None:
     """Show one sensor's band table (SENSOR_ID is an id, an alias or a YAML file)."""
-    from atomizer.sensors import get_sensor
+    from atomizer.sensors import resolve_sensor
 
-    spec = get_sensor(sensor_id, host=obj.host)
+    spec = resolve_sensor(sensor_id, obj.host.sensors)
     bands = [
         {
             "name": b.name,
@@ -117,15 +118,16 @@ def show_sensor(obj, sensor_id: str, as_json: bool) -> None:
 @click.pass_obj
 def validate_sensors(obj, files: tuple[Path, ...]) -> None:
     """Validate sensor spec YAML FILES; one line per problem on stderr, exit 1 if any."""
-    from atomizer.sensors import load_spec_file
+    from atomizer.sensors.loader import read_raw_spec
+    from atomizer.sensors.resolve import validate_against
 
     registry = None
     failed = 0
     for path in files:
         try:
             if registry is None:
-                registry = obj.host.sensor_registry(strict=False)
-            spec = load_spec_file(path, registry=registry)
+                registry = obj.host.sensors
+            spec = validate_against(read_raw_spec(path), registry)
         except SpecError as exc:
             failed += 1
             for line in exc.problems:
@@ -145,16 +147,20 @@ def validate_sensors(obj, files: tuple[Path, ...]) -> None:
 @click.argument("sensor_ids", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Image file to write (.png, .svg, .pdf).")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the output even when it is a symbolic link."
+)
 @click.option("--log-x/--linear-x", default=True, show_default=True,
               help="Logarithmic wavelength axis (thermal bands stay readable).")
 @click.pass_obj
-def plot_sensors(obj, sensor_ids: tuple[str, ...], output: Path, log_x: bool) -> None:
+def plot_sensors(obj, sensor_ids: tuple[str, ...], output: Path, overwrite: bool,
+                 log_x: bool) -> None:
     """Plot the bands of SENSOR_IDS across the spectrum: one row per sensor, GSD shown."""
-    from atomizer.sensors import get_sensor
+    from atomizer.sensors import resolve_sensor
     from atomizer.sensors.plot import plot_sensor_bands
 
-    specs = [get_sensor(s, host=obj.host) for s in sensor_ids]
-    ensure_writable(output)
+    specs = [resolve_sensor(s, obj.host.sensors) for s in sensor_ids]
+    check_output(output, inputs=sensor_ids, overwrite=overwrite)
     plot_sensor_bands(specs, output, log_x=log_x)
     click.echo(f"wrote {output}")
 

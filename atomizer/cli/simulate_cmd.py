@@ -11,7 +11,8 @@ from typing import Any
 import click
 import numpy as np
 
-from atomizer.cli.output import echo_json, ensure_writable
+from atomizer.cli.output import echo_json
+from atomizer.io import check_output
 from atomizer.errors import DatasetError, OutputError, SimulationError
 
 BUILTIN_SOURCES = ("indian-pines",)
@@ -27,7 +28,7 @@ def _split_bands(values: tuple[str, ...]) -> list[str] | None:
 def _load_source(source: str, source_sensor: str | None, host: Any) -> dict[str, Any]:
     """``{"kind": "cube"|"library", "values", "table", "scene", ...}`` for the SOURCE argument."""
     from atomizer.atoms.atomset import SceneMeta
-    from atomizer.simulate.api import resolve_sensor
+    from atomizer.plugins.host import sensor_spec
     from atomizer.simulate.spectral import SpectralTable
 
     if source.lower() in BUILTIN_SOURCES:
@@ -47,11 +48,8 @@ def _load_source(source: str, source_sensor: str | None, host: Any) -> dict[str,
     if path.suffix.lower() == ".npy":
         if source_sensor is None:
             raise SimulationError(f"{path}: a .npy source needs --source-sensor (its band table)")
-        try:
-            values = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"cannot read {path}: {exc}") from None
-        table = SpectralTable.from_spec(resolve_sensor(source_sensor, host))
+        values = _read_npy(path)
+        table = SpectralTable.from_spec(sensor_spec(source_sensor, host))
         if values.ndim not in (2, 3):
             raise SimulationError(
                 f"{path}: expected a (height, width, channels) cube or an (n, channels) library, "
@@ -86,6 +84,39 @@ def _load_source(source: str, source_sensor: str | None, host: Any) -> dict[str,
     raise DatasetError(
         f"{path}: unknown source type {path.suffix!r}; give a .npy cube or an ENVI library"
     )
+
+
+#: The first bytes of every .npy file (numpy's format).
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """A numeric .npy array, its size checked against the read_pixels limit before reading."""
+    from atomizer.limits import check
+
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(len(NPY_MAGIC)) != NPY_MAGIC:
+                raise DatasetError(
+                    f"{path}: not a .npy file (it does not start with numpy's magic bytes); save "
+                    "the cube with numpy.save"
+                )
+            fh.seek(0)
+            fmt = np.lib.format
+            version = fmt.read_magic(fh)
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read_header(fh)
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise DatasetError(f"{path}: corrupt .npy header ({exc})") from None
+    if dtype.kind not in "iuf" or dtype.hasobject:
+        raise DatasetError(f"{path}: holds {dtype} values; a cube holds numbers (int or float)")
+    check("read_pixels", int(np.prod(shape, dtype=np.float64)), subject=f"{path} (shape {shape})")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}; the file is truncated or corrupt") from None
 
 
 def _write_library_csv(
@@ -124,6 +155,9 @@ def _write_library_csv(
     help="OUT.atoms, OUT.tif (+ OUT.json STAC item) or, for a library, OUT.csv.",
 )
 @click.option(
+    "--overwrite", is_flag=True, help="Replace the output even when it is a symbolic link."
+)
+@click.option(
     "--strict/--skip-unsupported",
     "strict",
     default=None,
@@ -139,7 +173,8 @@ def _write_library_csv(
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_obj
 def simulate(
-    obj, source, sensor, bands, gsd, source_sensor, output, strict, min_coverage, when, as_json
+    obj, source, sensor, bands, gsd, source_sensor, output, overwrite, strict, min_coverage, when,
+    as_json,
 ) -> None:
     """Simulate SENSOR from SOURCE: 'indian-pines', a .npy cube or an ENVI spectral library.
 
@@ -154,14 +189,15 @@ def simulate(
         SimulationWarning,
         Simulator,
         atoms_from_planes,
-        resolve_sensor,
     )
+    from atomizer.sensors import resolve_sensor
     from atomizer.simulate.spectral import MIN_RESPONSE_COVERAGE
 
     suffix = output.suffix.lower()
     if suffix not in (*CUBE_SUFFIXES, *LIBRARY_SUFFIXES):
         raise OutputError(f"output {output}: use a .atoms, .tif or .csv file name")
-    ensure_writable(output)
+    for path in (output, output.with_suffix(".json")) if suffix in (".tif", ".tiff") else (output,):
+        check_output(path, inputs=[source, sensor, source_sensor], overwrite=overwrite)
     acquired = None
     if when is not None:
         try:
@@ -171,7 +207,7 @@ def simulate(
                 f"{when!r} is not an ISO date / time", param_hint="--datetime"
             ) from None
     names = _split_bands(bands)
-    target = resolve_sensor(sensor, obj.host)
+    target = resolve_sensor(sensor, obj.host.sensors)
     src = _load_source(source, source_sensor, obj.host)
     allowed = CUBE_SUFFIXES if src["kind"] == "cube" else LIBRARY_SUFFIXES
     if suffix not in allowed:

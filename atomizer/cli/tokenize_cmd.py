@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from atomizer.cli.output import console, echo_json, ensure_writable
+from atomizer.cli.output import console, echo_json
+from atomizer.io import check_output
 
 #: Scenes with more pixels than this (all bands together) get a progress bar.
 PROGRESS_MIN_PIXELS = 4_000_000
@@ -113,6 +114,9 @@ def _caption(report: Any, output: Path | None) -> str:
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path), help="Write the atoms to this .atoms file."
 )
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the output even when it is a symbolic link."
+)
 @click.option("--bbox", help="Only atoms inside W,S,E,N (degrees, WGS84).")
 @click.option(
     "--window",
@@ -152,6 +156,7 @@ def tokenize(
     source: str,
     sensor_id: str | None,
     output: Path | None,
+    overwrite: bool,
     bbox: str | None,
     pixel_window: str | None,
     bands: str | None,
@@ -168,15 +173,16 @@ def tokenize(
     """
     from atomizer.readers import LonLatBBox, PixelWindow, ReaderWarning, ReadOptions, reader_for
     from atomizer.readers.base import parse_band_list
-    from atomizer.sensors import get_sensor
+    from atomizer.sensors import resolve_sensor
 
     host = obj.host
     if encode_config is not None and output is None:
         raise click.UsageError(
             "--encode writes token features into the .atoms file: give -o OUT.atoms"
         )
+    inputs = [source, sensor_id, encode_config]
     if output is not None:
-        ensure_writable(output)  # fail before any work
+        check_output(output, inputs=inputs, overwrite=overwrite)  # fail before any work
     tokenizer = None
     if encode_config is not None:
         from atomizer.encoders import Tokenizer
@@ -186,7 +192,7 @@ def tokenize(
 
     mask_names = parse_mask_names(mask)
     reader = reader_for(source, host.readers, name=reader_name)
-    spec = get_sensor(sensor_id, host=host) if sensor_id else None
+    spec = resolve_sensor(sensor_id, host.sensors) if sensor_id else None
     options = ReadOptions(
         bbox=LonLatBBox.parse(bbox) if bbox else None,
         window=PixelWindow.parse(pixel_window) if pixel_window else None,
@@ -220,6 +226,9 @@ def tokenize(
         report.n_atoms, report.nbytes = len(atoms), atoms.nbytes
     if output is not None:
         from atomizer.atoms.io import save_atoms
+
+        # the item's assets are inputs too (known only now; nothing is written yet)
+        check_output(output, inputs=[*inputs, *(b.href for b in report.bands)], overwrite=overwrite)
 
         extra = None
         if tokenizer is not None:

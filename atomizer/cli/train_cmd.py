@@ -24,7 +24,13 @@ def _progress() -> bool:
 def _load(obj, config: str, overrides: tuple[str, ...], output: str | None = None):
     from atomizer.training.config import load_config
 
-    cfg = load_config(config, overrides, known_models=obj.host.models.names())
+    host = obj.host
+    cfg = load_config(
+        config,
+        overrides,
+        known_models=host.models.names(),
+        known_datasets=host.datasets.names(),
+    )
     if output is not None:
         cfg = cfg.model_copy(update={"output_dir": output})
     return cfg
@@ -171,21 +177,23 @@ def evaluate_command(
     """
     from pydantic import ValidationError
 
+    from atomizer.config import render_errors
     from atomizer.data.modality import Modality
     from atomizer.errors import ConfigError
-    from atomizer.training.checkpoint import read_meta
-    from atomizer.training.config import apply_overrides, is_spec_file, validate_config
+    from atomizer.sensors.resolve import is_spec_path
+    from atomizer.training.checkpoint import read_record
+    from atomizer.training.config import apply_overrides, validate_config
     from atomizer.training.runner import evaluate_checkpoint, experiment_of
 
     band_list = tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else None
     try:
         modality = Modality(sensor=sensor, bands=band_list, gsd_m=gsd, size_px=size, name=name)
-        if name is None and is_spec_file(sensor):  # label a spec file by its name, not its path
+        if name is None and is_spec_path(sensor):  # label a spec file by its name, not its path
             short = Modality(sensor=Path(sensor).stem, bands=band_list, gsd_m=gsd, size_px=size)
             modality = modality.model_copy(update={"name": short.label})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"--modality: {problems}") from None
+        lines = render_errors(exc, model=Modality, origin="--modality")
+        raise ConfigError("\n".join(lines)) from None
     if data_dir is not None:
         overrides = (*overrides, "data.dataset=atoms", f"data.path={data_dir.resolve()}",
                      "data.options={}")
@@ -193,8 +201,8 @@ def evaluate_command(
     if config_path is not None:
         cfg = _load(obj, config_path, overrides)
     elif overrides:
-        meta = read_meta(checkpoint)
-        raw = apply_overrides(experiment_of(meta, checkpoint).model_dump(mode="json"), overrides)
+        ref = read_record(checkpoint)
+        raw = apply_overrides(experiment_of(ref.record, ref.path).model_dump(mode="json"), overrides)
         cfg = validate_config(raw, origin=f"{checkpoint} (experiment + --set)")
     out = evaluate_checkpoint(
         checkpoint,

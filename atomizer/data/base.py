@@ -17,61 +17,33 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from atomizer.atoms.atomset import AtomSet, SceneMeta
+from atomizer.atoms.atomset import AtomSet
+from atomizer.data.samples import HyperspectralSample, RasterSample, SampleSource
+from atomizer.data.transforms import apply_modality
 from atomizer.errors import DatasetError
-from atomizer.sensors.spec import SensorSpec
-from atomizer.simulate.api import BandRasters, atoms_from_planes
-from atomizer.simulate.spectral import SpectralTable
+from atomizer.simulate.api import SimulatorCache
+from atomizer.training.seed import Stream, stream_rng
+
+__all__ = [  # the sample types live in atomizer.data.samples; importable from here as before
+    "SPLITS",
+    "AtomDataset",
+    "HyperspectralSample",
+    "RasterSample",
+    "SampleSource",
+    "check_split",
+    "multi_hot",
+    "require_dir",
+]
 
 Task = Literal["multiclass", "multilabel"]
 Label = int | np.ndarray
 #: Split names used by every dataset, in order.
 SPLITS = ("train", "validation", "test")
-
-RasterSample = BandRasters
-
-
-@dataclass(frozen=True, eq=False)
-class HyperspectralSample:
-    """A ``(H, W, C)`` float32 cube on one grid of ``table.gsd_m`` metres, and its band table.
-
-    ``spec`` is the source sensor when there is one (for band names and metadata of raw atoms).
-    """
-
-    cube: np.ndarray
-    table: SpectralTable
-    scene: SceneMeta
-    spec: SensorSpec | None = None
-    gsd_m: float | None = None  # pixel size; defaults to table.gsd_m
-
-    @property
-    def pixel_gsd_m(self) -> float:
-        gsd = self.gsd_m if self.gsd_m is not None else self.table.gsd_m
-        if gsd is None:
-            raise DatasetError(f"hyperspectral sample of {self.table.source_id} has no GSD")
-        return float(gsd)
-
-    def to_atoms(self) -> AtomSet:
-        """Every channel as atoms (C x H x W of them), with the source's band metadata."""
-        if self.spec is None:
-            raise DatasetError(
-                f"the raw channels of {self.table.source_id} have no sensor spec; simulate a "
-                "sensor from them with a modality instead"
-            )
-        planes = np.moveaxis(self.cube, -1, 0)
-        gsd = self.pixel_gsd_m
-        bands = tuple(b.model_copy(update={"gsd_m": gsd}) for b in self.spec.bands)
-        return atoms_from_planes(list(planes), bands, self.scene)
-
-
-SampleSource = BandRasters | HyperspectralSample | AtomSet
-
 
 def check_split(split: str | None, *, allow_none: bool = True) -> str | None:
     """``split`` if it is one of :data:`SPLITS` (or ``None``), else a :class:`DatasetError`."""
@@ -120,8 +92,6 @@ class AtomDataset(ABC):
         seed: int = 0,
         host: Any = None,
     ) -> None:
-        from atomizer.simulate.api import SimulatorCache
-
         if crop not in ("center", "random"):
             raise DatasetError(f"crop must be 'center' or 'random', not {crop!r}")
         self.modality = modality
@@ -140,7 +110,7 @@ class AtomDataset(ABC):
         self.epoch = int(epoch)
 
     def rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
+        return stream_rng(self.seed, Stream.SAMPLE_CROP, self.epoch, index)
 
     @abstractmethod
     def __len__(self) -> int: ...
@@ -165,8 +135,6 @@ class AtomDataset(ABC):
         source = self.source(index)
         if self.modality is None:
             return source if isinstance(source, AtomSet) else source.to_atoms()
-        from atomizer.data.transforms import apply_modality
-
         return apply_modality(
             source,
             self.modality,

@@ -27,7 +27,6 @@ from __future__ import annotations
 import ast
 import csv
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +41,22 @@ from atomizer.data.modality import Modality
 from atomizer.data.splits import DEFAULT_FRACTIONS, stratified_split
 from atomizer.errors import DatasetError
 from atomizer.sensors.spec import SensorSpec
-from atomizer.simulate.api import BandRasters, resolve_sensor
+from atomizer.plugins.host import host_or_builtin
+from atomizer.sensors.resolve import resolve_sensor
+from atomizer.simulate.api import BandRasters
 
 BAND_NAMES = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 REFLECTANCE_SCALE = 1e-4
 PATCH_SIZE_M = 1200.0
-SENSOR_BY_PREFIX = {"S2A": "sentinel2a", "S2B": "sentinel2b"}
+#: The sensor of a patch whose name does not start with a sensor id or alias (``S2A_...``).
+DEFAULT_SENSOR = "sentinel2a"
+
+
+def patch_sensor(name: str, sensors: Any, *, suffix: str = "") -> SensorSpec:
+    """The spec of the satellite a patch name starts with, looked up as a sensor id or alias:
+    ``S2B_MSIL2A_...`` -> ``s2b`` (+ ``suffix``, e.g. ``-l2a``); Sentinel-2A when it names none."""
+    ref = name.split("_", 1)[0] + suffix
+    return resolve_sensor(ref if ref in sensors else DEFAULT_SENSOR + suffix, sensors)
 METADATA_FILES = ("metadata.parquet", "metadata.csv")
 LABELS_SUFFIX = "_labels_metadata.json"
 
@@ -225,15 +234,13 @@ class BigEarthNet(AtomDataset):
 
     def spec_for(self, name: str) -> SensorSpec:
         """The sensor spec whose band metadata a patch's atoms carry."""
-        key = (
-            self._sensor
-            if self._sensor is not None
-            else SENSOR_BY_PREFIX.get(name[:3], "sentinel2a")
-        )
-        if isinstance(key, SensorSpec):
-            return key
+        if isinstance(self._sensor, SensorSpec):
+            return self._sensor
+        key = self._sensor if self._sensor is not None else name.split("_", 1)[0]
         if key not in self._specs:
-            self._specs[key] = resolve_sensor(key, self.host)
+            sensors = host_or_builtin(self.host).sensors
+            self._specs[key] = (resolve_sensor(key, sensors) if self._sensor is not None
+                                else patch_sensor(name, sensors))
         return self._specs[key]
 
     def label_names(self, index: int) -> tuple[str, ...]:
@@ -245,10 +252,12 @@ class BigEarthNet(AtomDataset):
 
     def _v1_json(self, rec: PatchRecord) -> dict[str, Any]:
         path = rec.folder / f"{rec.name}{LABELS_SUFFIX}"
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DatasetError(f"cannot read BigEarthNet labels {path}: {exc}") from None
+        from atomizer.documents import read_json
+
+        data = read_json(path, what="BigEarthNet labels file", error=DatasetError)
+        if not isinstance(data, dict):
+            raise DatasetError(f"{path}: BigEarthNet labels are a JSON object; the file is corrupt")
+        return data
 
     def label(self, index: int) -> np.ndarray:
         if index not in self._label_cache:

@@ -23,7 +23,8 @@ from atomizer.data.modality import Modality
 from atomizer.data.splits import DEFAULT_FRACTIONS, stratified_split
 from atomizer.errors import DatasetError
 from atomizer.sensors.spec import SensorSpec
-from atomizer.simulate.api import BandRasters, resolve_sensor
+from atomizer.plugins.host import sensor_spec
+from atomizer.simulate.api import BandRasters
 
 EUROSAT_BAND_ORDER = (
     "B01",
@@ -82,7 +83,7 @@ class EuroSAT(AtomDataset):
         if not gsd_m > 0:
             raise DatasetError(f"gsd_m must be positive, got {gsd_m}")
         self.gsd_m = float(gsd_m)
-        spec = resolve_sensor(sensor, host)
+        spec = sensor_spec(sensor, host)
         self.spec = spec
         self._band_meta = tuple(
             spec.band(b).model_copy(

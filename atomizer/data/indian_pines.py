@@ -40,12 +40,12 @@ from atomizer.data.modality import Modality
 from atomizer.data.splits import DEFAULT_FRACTIONS, RegionIndex, block_regions
 from atomizer.atoms.atomset import pixel_centres_m
 from atomizer.errors import DatasetError, ModalityError
+from atomizer.plugins.host import sensor_spec
 from atomizer.sensors.spec import Band, SensorSpec
 from atomizer.simulate.api import (
     Simulator,
     SimulatorCache,
     atoms_from_planes,
-    resolve_sensor,
 )
 from atomizer.simulate.spatial import GSD_RTOL, check_not_finer, overlap_weights
 from atomizer.simulate.spectral import MIN_RESPONSE_COVERAGE, SpectralTable, integrate
@@ -163,7 +163,7 @@ class IndianPinesScene:
         return cls(
             normalize(raw, normalization),
             gt,
-            resolve_sensor(spec or SPEC_ID, host),
+            sensor_spec(spec or SPEC_ID, host),
             normalization=normalization,
         )
 

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from atomizer.config import StrictModel
 from atomizer.errors import ModalityError
-from atomizer.sensors.spec import SensorSpec
+from atomizer.limits import exceeded, limit
+from atomizer.sensors.spec import SensorSpec, check_gsd_m
 
 
-class Modality(BaseModel):
+class Modality(StrictModel):
     """Sensor + bands + GSD + size: what a model sees (strict, frozen)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, str_strip_whitespace=True)
+    model_config = ConfigDict(strict=True)
 
     sensor: str = Field(
         min_length=1, description="Sensor spec id / alias, or a path to a YAML spec."
@@ -30,9 +32,27 @@ class Modality(BaseModel):
     bands: tuple[str, ...] | None = Field(
         default=None, description="Band names (default: every band the source can provide)."
     )
-    gsd_m: float | None = Field(default=None, gt=0, description="Pixel size in metres.")
-    size_px: int | None = Field(default=None, gt=0, description="Side of the square, in pixels.")
+    gsd_m: float | None = Field(
+        default=None, gt=0, description="Pixel size in metres (0.01-100000, finite)."
+    )
+    size_px: int | None = Field(
+        default=None,
+        gt=0,
+        description="Side of the square, in pixels (its square at most the patch_pixels limit).",
+    )
     name: str | None = Field(default=None, description="A label for tables and logs.")
+
+    @field_validator("gsd_m")
+    @classmethod
+    def _gsd_in_range(cls, v: float | None) -> float | None:
+        return None if v is None else check_gsd_m(v)
+
+    @field_validator("size_px")
+    @classmethod
+    def _size_bounded(cls, v: int | None) -> int | None:
+        if v is not None and v * v > limit("patch_pixels"):
+            raise ValueError(str(exceeded("patch_pixels", v * v, subject=f"size_px {v:,}")))
+        return v
 
     @field_validator("bands", mode="before")
     @classmethod
@@ -70,9 +90,9 @@ class Modality(BaseModel):
 
     def spec(self, host: Any = None) -> SensorSpec:
         """The sensor spec, resolved by id / alias or read from the YAML file."""
-        from atomizer.simulate.api import resolve_sensor
+        from atomizer.plugins.host import sensor_spec
 
-        return resolve_sensor(self.sensor, host)
+        return sensor_spec(self.sensor, host)
 
     def band_names(self, spec: SensorSpec) -> list[str]:
         """The modality's bands as the spec names them (checked against the spec)."""

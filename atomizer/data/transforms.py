@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from atomizer.atoms.atomset import AtomSet
-from atomizer.data.base import HyperspectralSample, SampleSource
+from atomizer.data.samples import HyperspectralSample, SampleSource
 from atomizer.data.modality import Modality
 from atomizer.errors import AtomizerError, ModalityError, SimulationError
 from atomizer.simulate.api import BandRasters, SimulatorCache

@@ -2,7 +2,8 @@
 
 Built-in encoders, chosen by name in a tokenizer config: ``fourier_value``, ``position``,
 ``spectral``, ``time``, ``location``. See :mod:`atomizer.encoders.tokenizer` for the token layout
-and the factorised :class:`TokenParts` a model consumes.
+and the factorised :class:`TokenParts` a model consumes, and :mod:`atomizer.encoders.parts` for the
+table of parts (a plugin adds a part by registering an encoder that declares it).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ _EXPORTS = {
     "EncoderSpec": "config",
     "FourierValueEncoder": "fourier",
     "LocationEncoder": "time_location",
+    "BUILTIN_PARTS": "parts",
     "PART_NAMES": "config",
+    "ROLES": "parts",
     "PositionEncoder": "position",
     "SpectralEncoder": "spectral",
     "TimeEncoder": "time_location",
+    "TokenPart": "parts",
     "TokenParts": "tokenizer",
     "Tokenizer": "tokenizer",
     "TokenizerConfig": "config",

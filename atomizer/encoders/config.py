@@ -10,8 +10,9 @@ registered encoder and gives its parameters inline, or is ``null`` to leave the 
     location: null
     dtype: float32
 
-Unknown top-level keys are rejected; unknown encoder parameters are rejected when the encoder is
-built (with the list of parameters it accepts).
+A key that is not a built-in part names a part added by a plugin (:mod:`atomizer.encoders.parts`):
+the tokenizer accepts it when its encoder declares that part, and rejects it otherwise. Unknown
+encoder parameters are rejected when the encoder is built (with the list of parameters it accepts).
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from atomizer.config import LocatedError, StrictModel, validate_config
+from atomizer.documents import YamlDocument, read_yaml
+from atomizer.encoders.parts import BUILTIN_PARTS
 from atomizer.encoders.spectral import DEFAULT_LAYOUT_NM
 from atomizer.errors import EncoderError
 
-#: The parts of a token, in the order they are concatenated.
-PART_NAMES: tuple[str, ...] = ("value", "position", "spectral", "time", "location")
+#: The built-in parts of a token, in the order they are concatenated (plugin parts follow).
+PART_NAMES: tuple[str, ...] = tuple(p.name for p in BUILTIN_PARTS)
 
 #: Paper-like defaults (Atomizer section 3.1): value and position Fourier features, the spectral
 #: Gaussian basis; time and location off. Read-only; :func:`default_config` gives a mutable copy.
@@ -73,10 +76,14 @@ class EncoderSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
-class TokenizerConfig(BaseModel):
-    """Encoders of each token part (``None`` leaves a part out) and the output dtype."""
+class TokenizerConfig(StrictModel):
+    """Encoders of each token part (``None`` leaves a part out) and the output dtype.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Keys besides the built-in parts and ``dtype`` are parts added by plugins (checked against the
+    encoders' declared parts when the tokenizer is built).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=True)
 
     value: EncoderSpec
     position: EncoderSpec | None = None
@@ -85,52 +92,51 @@ class TokenizerConfig(BaseModel):
     location: EncoderSpec | None = None
     dtype: Literal["float32", "float64"] = "float32"
 
+    @model_validator(mode="after")
+    def _extra_parts_are_encoder_specs(self) -> TokenizerConfig:
+        extra = self.__pydantic_extra__ or {}
+        for key, value in extra.items():
+            try:
+                extra[key] = None if value is None else EncoderSpec.model_validate(value)
+            except ValidationError as exc:
+                raise LocatedError(
+                    [((key, *e["loc"]), f"{e['msg']} (a part's encoder, or null)")
+                     for e in exc.errors(include_url=False)]
+                ) from None
+        return self
+
+    @property
+    def parts(self) -> dict[str, EncoderSpec | None]:
+        """Every part's encoder (``None``: left out): built-in parts first, then added ones."""
+        out: dict[str, EncoderSpec | None] = {name: getattr(self, name) for name in PART_NAMES}
+        out.update(self.__pydantic_extra__ or {})
+        return out
+
     @classmethod
     def load(cls, source: str | Path | Mapping[str, Any] | TokenizerConfig | None) -> TokenizerConfig:
         """From a YAML path, a mapping, or a config (``None``: :data:`DEFAULT_CONFIG`)."""
         if isinstance(source, TokenizerConfig):
             return source
-        origin = "tokenizer config"
+        doc: YamlDocument | None = None
         if source is None:
             data: Any = default_config()
         elif isinstance(source, Mapping):
             data = _plain(source)
         else:
-            path = Path(source)
-            origin = str(path)
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise EncoderError(f"{path}: no such tokenizer config file; check the path") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise EncoderError(f"{path}: cannot read the tokenizer config ({exc})") from None
-            except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-                raise EncoderError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+            doc = read_yaml(Path(source), what="tokenizer config file", error=EncoderError)
+            data = doc.data
             if not isinstance(data, Mapping):
                 raise EncoderError(
-                    f"{path}: a tokenizer config is a mapping of parts ({', '.join(PART_NAMES)}) "
-                    "to encoders; this file holds something else"
+                    f"{doc.origin}:1: a tokenizer config is a mapping of parts "
+                    f"({', '.join(PART_NAMES)}) to encoders; this file holds something else"
                 )
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            lines = []
-            for err in exc.errors(include_url=False):
-                loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-                if err["type"] == "extra_forbidden":
-                    msg = f"unknown key; allowed keys: {', '.join([*PART_NAMES, 'dtype'])}"
-                else:
-                    msg = err["msg"]
-                lines.append(f"{origin}: {loc}: {msg}")
-            raise EncoderError("\n".join(lines)) from None
+        return validate_config(cls, data, doc, origin=None if doc else "tokenizer config",
+                               error=EncoderError, what="tokenizer config")
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML-ready dict that :meth:`load` reads back into an equal config."""
         out: dict[str, Any] = {}
-        for part in PART_NAMES:
-            spec = getattr(self, part)
+        for part, spec in self.parts.items():
             out[part] = None if spec is None else {"name": spec.name, **spec.params}
         out["dtype"] = self.dtype
         return out

@@ -38,45 +38,15 @@ from atomizer.models.projection import (
     RowTerm,
 )
 
-#: Token parts handed to the projection, in token order (``position`` is split into its x and y
-#: halves, which the tokenizer computes once per unique coordinate).
-FACTOR_ORDER: tuple[str, ...] = (
-    "value",
-    "position_x",
-    "position_y",
-    "spectral",
-    "time",
-    "location",
-)
-
-
-def factor_dims(tokenizer_dims: Mapping[str, int]) -> dict[str, int]:
-    """The projection's part widths from ``Tokenizer.dims`` (position split into x and y)."""
-    out: dict[str, int] = {}
-    for part, width in tokenizer_dims.items():
-        if part == "position":
-            out["position_x"] = out["position_y"] = width // 2
-        else:
-            out[part] = width
-    return {n: out[n] for n in FACTOR_ORDER if n in out}
-
-
 def factors_from_parts(parts: TokenParts) -> AtomFactors:
     """:class:`TokenParts` as generic :class:`AtomFactors` (no copy; token order preserved)."""
-    per_row: dict[str, RowTerm] = {}
-    if parts.position_x is not None:
-        per_row["position_x"] = RowTerm(parts.position_x, parts.x_index)
-        per_row["position_y"] = RowTerm(parts.position_y, parts.y_index)
-    if parts.spectral is not None:
-        per_row["spectral"] = RowTerm(parts.spectral, parts.band)
-    per_sample = {
-        n: getattr(parts, n) for n in ("time", "location") if getattr(parts, n) is not None
-    }
-    factors = AtomFactors(
-        mask=parts.mask, per_atom={"value": parts.value}, per_row=per_row, per_sample=per_sample
+    return AtomFactors(
+        mask=parts.mask,
+        per_atom=dict(parts.per_atom),
+        per_row={name: RowTerm(table, index) for name, (table, index) in parts.per_row.items()},
+        per_sample=dict(parts.per_sample),
+        order=tuple(parts.dims),
     )
-    factors.order = tuple(n for n in FACTOR_ORDER if n in factors.order)
-    return factors
 
 
 class AtomizerModel(nn.Module):
@@ -99,7 +69,7 @@ class AtomizerModel(nn.Module):
         self.config: AtomizerConfig = cfg.model_copy(
             update={"tokenizer": self.tokenizer.config.to_dict()}
         )
-        self.projection = FactorisedProjection(factor_dims(self.tokenizer.dims), cfg.atom_dim)
+        self.projection = FactorisedProjection(self.tokenizer.factor_dims, cfg.atom_dim)
         self.core = PerceiverCore(cfg, atom_dim=cfg.atom_dim)
 
     @property

@@ -2,8 +2,9 @@
 
 A model's ``config`` attribute is one of these; ``build_model(name, config.model_dump(mode=
 "json"))`` rebuilds it (that is how checkpoints record their architecture). Unknown keys and
-impossible values are rejected; :func:`validate_config` turns pydantic's errors into one
-:class:`~atomizer.errors.ConfigError` that lists every problem with its key path.
+impossible values are rejected; :func:`validate_config` reports every problem with its key path
+through the one config pipeline (:mod:`atomizer.config`), as one
+:class:`~atomizer.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from atomizer import config as config_pipeline
+from atomizer.config import StrictModel
 from atomizer.errors import ConfigError
 
 Task = Literal["multilabel", "multiclass"]
@@ -21,13 +24,7 @@ Task = Literal["multilabel", "multiclass"]
 DEFAULT_WAVELENGTH_TOLERANCE_NM = 25.0
 
 
-class StrictConfig(BaseModel):
-    """Base of every model config: unknown keys are errors, values never change after validation."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-class ModelConfig(StrictConfig):
+class ModelConfig(StrictModel):
     """Fields every model shares: the output head."""
 
     num_classes: int = Field(ge=1, description="Outputs of the head (logits).")
@@ -97,7 +94,7 @@ class AtomizerConfig(PerceiverConfig):
     )
 
 
-class RasterBandConfig(StrictConfig):
+class RasterBandConfig(StrictModel):
     """One channel of a raster layout: the reference band an input band must match."""
 
     name: str = Field(min_length=1)
@@ -107,7 +104,7 @@ class RasterBandConfig(StrictConfig):
     std: float = Field(default=1.0, gt=0)
 
 
-class RasterLayoutConfig(StrictConfig):
+class RasterLayoutConfig(StrictModel):
     """A fixed band layout + grid: how the baselines see an AtomSet.
 
     Give ``bands`` explicitly, or ``sensor`` (a registry id, optionally with ``sensor_bands``),
@@ -217,26 +214,16 @@ class PerceiverBaselineConfig(PerceiverConfig, RasterModelConfig):
     atom_drop_p: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
-C = TypeVar("C", bound=StrictConfig)
+C = TypeVar("C", bound=StrictModel)
 
 
 def validate_config(cls: type[C], data: Any, *, what: str = "model config") -> C:
     """``cls.model_validate(data)`` with every problem in one :class:`ConfigError`."""
     if isinstance(data, cls):
         return data
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key (check its spelling)"
-                if len(err["loc"]) == 1:
-                    msg += f"; {cls.__name__} accepts: {', '.join(sorted(cls.model_fields))}"
-            lines.append(f"{what}: {loc}: {msg}")
-        raise ConfigError("\n".join(lines)) from None
+    if isinstance(data, BaseModel):
+        data = data.model_dump()
+    return config_pipeline.validate_config(cls, data, origin=what, error=ConfigError, what=what)
 
 
 def make_config(cls: type[C], config: Any, params: Mapping[str, Any]) -> C:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from atomizer.atoms.batch import AtomBatch
-from atomizer.models.atomizer_model import FACTOR_ORDER, AtomizerModel
+from atomizer.models.atomizer_model import AtomizerModel
 from atomizer.models.perceiver import DenseAtomSource
 
 
@@ -25,27 +25,12 @@ class NaiveAtomizerModel(AtomizerModel):
 
     def tokens(self, batch: AtomBatch) -> Tensor:
         """The full ``(S, N, D_token)`` tokens, every part encoded per atom (as ``tokens()``)."""
-        tok = self.tokenizer
-        dtype = tok.dtype
-        S, N = batch.value.shape
         with torch.no_grad():
-            feats = [tok.encoder("value")(batch.value.to(dtype), batch.bands, batch.band).to(dtype)]
-            if "position" in tok.dims:
-                feats.append(
-                    tok.encoder("position")(batch.x.to(dtype), batch.y.to(dtype)).to(dtype)
-                )
-            if "spectral" in tok.dims:
-                table = tok.encoder("spectral")(batch.bands, dtype=dtype, device=batch.value.device)
-                feats.append(table[batch.band])
-            for part in ("time", "location"):
-                if part in tok.dims:
-                    rows = tok.encoder(part)(batch.scenes, dtype=dtype, device=batch.value.device)
-                    feats.append(rows[:, None, :].expand(S, N, -1))
-            return torch.cat(feats, dim=-1)
+            return self.tokenizer.per_atom_tokens(batch)
 
     def dense_embedding(self, batch: AtomBatch) -> Tensor:
         """``Linear(tokens)``: the ``(S, N, atom_dim)`` embedding, computed the naive way."""
-        order = tuple(n for n in FACTOR_ORDER if n in self.projection.part_dims)
+        order = tuple(self.projection.part_dims)  # token order
         return F.linear(
             self.tokens(batch), self.projection.dense_weight(order), self.projection.bias
         )

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from atomizer.atoms.atomset import AtomSet
-from atomizer.atoms.batch import AtomBatch, collate_atoms
+from atomizer.atoms.batch import AtomBatch
 from atomizer.errors import ModalityError
 from atomizer.models.config import RasterBandConfig, RasterLayoutConfig
 from atomizer.sensors.spec import Band
@@ -51,9 +50,9 @@ def resolve_layout(config: RasterLayoutConfig, *, host=None) -> RasterLayoutConf
     """
     if config.bands is not None:
         return config
-    from atomizer.sensors import get_sensor
+    from atomizer.plugins.host import sensor_spec
 
-    spec = get_sensor(config.sensor, host)
+    spec = sensor_spec(config.sensor, host)
     names = config.sensor_bands or spec.band_names
     bands = []
     for name in names:
@@ -184,11 +183,6 @@ def _covered(centre_px: Tensor, size_px: Tensor, n: int) -> tuple[Tensor, Tensor
     lo = torch.where(empty, inside, lo)
     hi = torch.where(empty, inside, hi)
     return lo.clamp(min=0).long(), hi.clamp(max=n - 1).long()
-
-
-def rasterize_atoms(sets: Sequence[AtomSet], layout: RasterLayout) -> Raster:
-    """Convenience: collate ``sets`` and rasterise them."""
-    return layout.rasterize(collate_atoms(sets))
 
 
 def layout_for_bands(

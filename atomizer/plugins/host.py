@@ -9,20 +9,21 @@ that fails to import or to register is reported once (a :class:`PluginLoadWarnin
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import pluggy
 
 from atomizer.errors import AtomizerError, PluginError
+from atomizer.limits import clip_text
 from atomizer.plugins import hookspecs
+from atomizer.plugins.components import ComponentRegistry
 
 ENTRY_POINT_GROUP = "atomizer"
 PLUGINS_ENV = "ATOMIZER_PLUGINS"
@@ -38,7 +39,17 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "atomizer.datasets.plugin",
 )
 
-T = TypeVar("T")
+#: What a third-party plugin may raise at import or in a hook without taking atomizer down: any
+#: exception, and SystemExit / KeyboardInterrupt raised by its own code (``sys.exit()``).
+PLUGIN_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    if isinstance(exc, KeyboardInterrupt):
+        return "it raised KeyboardInterrupt"
+    return clip_text(str(exc) or type(exc).__name__)
 
 
 class PluginLoadWarning(UserWarning):
@@ -56,71 +67,11 @@ class PluginRecord:
     errors: list[str] = field(default_factory=list)
 
 
-class ComponentRegistry(Generic[T]):
-    """Named factories of one kind (encoders, readers, models, ...), with helpful lookup errors.
-
-    An item may be registered as an import string ``"package.module:attribute"``; it is imported on
-    first ``get`` only, so plugins stay cheap to load (no torch import just to list commands).
-    """
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._items: dict[str, T] = {}
-        self._providers: dict[str, str] = {}
-
-    def add(self, name: str, item: T, *, provider: str = "python") -> None:
-        key = name.lower()
-        if key in self._items:
-            raise PluginError(
-                f"{self.kind} {name!r} is registered by both {self._providers[key]!r} and "
-                f"{provider!r}; one of them must use another name"
-            )
-        self._items[key] = item
-        self._providers[key] = provider
-
-    def get(self, name: str) -> T:
-        key = str(name).lower()
-        if key not in self._items:
-            close = difflib.get_close_matches(key, list(self._items), n=3, cutoff=0.4)
-            hint = f"; closest: {', '.join(close)}" if close else ""
-            known = ", ".join(sorted(self._items)) or "none"
-            raise PluginError(f"unknown {self.kind} {name!r}{hint} (known: {known})")
-        item = self._items[key]
-        if isinstance(item, str) and ":" in item:
-            module_name, _, attr = item.partition(":")
-            try:
-                item = getattr(importlib.import_module(module_name), attr)
-            except (ImportError, AttributeError) as exc:
-                raise PluginError(
-                    f"{self.kind} {name!r} of plugin {self._providers[key]!r} points at {item!r}, "
-                    f"which cannot be imported: {exc}"
-                ) from None
-            self._items[key] = item
-        return item
-
-    def __getitem__(self, name: str) -> T:
-        return self.get(name)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._items))
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def names(self) -> list[str]:
-        return sorted(self._items)
-
-    def provider(self, name: str) -> str:
-        return self._providers[name.lower()]
-
-
 class PluginHost:
     """One plugin manager and the registries filled from its hooks.
 
-    Build one per process or per CLI invocation (:func:`default_host` caches one for library use).
+    The CLI builds one per invocation and hands it to every command; library functions take a
+    host or registry as an argument, never a hidden global one.
     """
 
     def __init__(
@@ -129,8 +80,10 @@ class PluginHost:
         load_entrypoints: bool = True,
         environ: Mapping[str, str] | None = None,
         extra_plugins: tuple[Any, ...] = (),
+        user_sensors: bool = True,
     ) -> None:
         self.environ = dict(os.environ if environ is None else environ)
+        self._user_sensors = user_sensors
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
@@ -167,10 +120,9 @@ class PluginHost:
             try:
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must never be fatal
-                msg = f"plugin {ep.name!r} ({ep.value}) failed to load and was skipped: {exc}"
-                record.errors.append(msg)
-                self._warn(msg)
+            except PLUGIN_FAILURES as exc:  # a broken plugin must never be fatal
+                self._fail(ep.name, f"plugin {ep.name!r} ({ep.value}) failed to load and was "
+                                    f"skipped: {_reason(exc)}")
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
@@ -189,21 +141,32 @@ class PluginHost:
     ) -> None:
         """Call every implementation of ``hook_name`` with a ``register`` bound to its plugin."""
         for impl in self._ordered_impls(hook_name):
-            record = self.records.setdefault(
-                impl.plugin_name, PluginRecord(impl.plugin_name, "extra", impl.plugin_name)
-            )
 
             def register(*args: Any, _plugin: str = impl.plugin_name, **kwargs: Any) -> None:
                 on_register(_plugin, args, kwargs)
 
             try:
                 impl.function(register=register)
-            except AtomizerError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                msg = f"plugin {impl.plugin_name!r} failed in {hook_name} and was skipped: {exc}"
-                record.errors.append(msg)
-                self._warn(msg)
+            except PLUGIN_FAILURES as exc:
+                if impl.plugin_name in BUILTIN_PLUGINS and isinstance(exc, AtomizerError):
+                    raise
+                self._fail(impl.plugin_name, f"plugin {impl.plugin_name!r} failed in {hook_name} "
+                                             f"and was skipped: {_reason(exc)}")
+
+    def _fail(self, plugin: str, message: str) -> None:
+        """Record and report (once) what went wrong with ``plugin``'s contribution."""
+        record = self.records.setdefault(plugin, PluginRecord(plugin, "extra", plugin))
+        if message not in record.errors:
+            record.errors.append(message)
+            self._warn(message)
+
+    def _bad_registration(self, plugin: str, hook: str, expected: str, values: tuple) -> None:
+        got = ", ".join(clip_text(repr(v), max_chars=60) for v in values) or "nothing"
+        message = (f"plugin {plugin!r} called register({got}) in {hook}; it takes {expected}; "
+                   "skipped")
+        if plugin in BUILTIN_PLUGINS:
+            raise PluginError(message)
+        self._fail(plugin, message)
 
     def _note(self, plugin: str, hook: str, what: str) -> None:
         rec = self.records.setdefault(plugin, PluginRecord(plugin, "extra", plugin))
@@ -212,19 +175,21 @@ class PluginHost:
     def _components(self, hook_name: str, kind: str) -> ComponentRegistry:
         if hook_name in self._cache:
             return self._cache[hook_name]
-        registry: ComponentRegistry = ComponentRegistry(kind)
+        registry: ComponentRegistry = ComponentRegistry(kind, on_failure=self._fail)
 
         def on_register(plugin: str, args: tuple, kwargs: dict) -> None:
-            name, item = (*args, *kwargs.values())[:2]
+            values = (*args, *kwargs.values())
+            if len(values) != 2 or not isinstance(values[0], str) or not values[0].strip():
+                self._bad_registration(plugin, hook_name, f"a name and a {kind}", values)
+                return
+            name, item = values
             try:
                 registry.add(name, item, provider=plugin)
             except PluginError as exc:
                 if plugin in BUILTIN_PLUGINS:
                     raise
                 # a third-party plugin must never break the built-ins: skip its clashing item
-                msg = f"plugin {plugin!r}: {exc}; its {kind} {name!r} was skipped"
-                self.records.setdefault(plugin, PluginRecord(plugin, "extra", plugin)).errors.append(msg)
-                self._warn(msg)
+                self._fail(plugin, f"plugin {plugin!r}: {exc}; its {kind} {name!r} was skipped")
                 return
             self._note(plugin, hook_name, name)
 
@@ -233,71 +198,61 @@ class PluginHost:
         return registry
 
     # --- registries ---------------------------------------------------------------------------------
-    def _sensor_sources(self) -> tuple[list, list[str]]:
-        """Raw specs from every source, in order (collected once per host), and read problems."""
-        if "sensor_sources" in self._cache:
-            return self._cache["sensor_sources"]
-        from atomizer.errors import SpecError
-        from atomizer.sensors.loader import read_raw_spec
-        from atomizer.sensors.registry import raw_from_registration, spec_files_in, user_sensor_dirs
+    def _sensor_registrations(self) -> tuple[list, list]:
+        """What the ``register_sensors`` hooks handed over: ``(item, plugin)`` pairs of built-in
+        plugins, then of third-party ones (collected once per host; nothing is read yet)."""
+        if "sensor_registrations" not in self._cache:
+            builtin: list = []
+            plugins: list = []
 
-        builtin: list = []
-        plugins: list = []
-        problems: list[str] = []
+            def on_register(plugin: str, args: tuple, kwargs: dict) -> None:
+                values = (*args, *kwargs.values())
+                if len(values) != 1:
+                    self._bad_registration(plugin, "register_sensors", "one sensor spec", values)
+                    return
+                (builtin if plugin in BUILTIN_PLUGINS else plugins).append((values[0], plugin))
 
-        def on_register(plugin: str, args: tuple, kwargs: dict) -> None:
-            item = (*args, *kwargs.values())[0]
-            target = builtin if plugin in BUILTIN_PLUGINS else plugins
-            provider = "atomizer" if plugin in BUILTIN_PLUGINS else plugin
-            try:
-                raws = raw_from_registration(item, provider=provider)
-            except SpecError as exc:
-                problems.extend(exc.problems)
-                return
-            for raw in raws:
-                target.append((raw, provider))
-                self._note(plugin, "register_sensors", raw.id or raw.origin)
+            self.call_register_hook("register_sensors", on_register)
+            self._cache["sensor_registrations"] = (builtin, plugins)
+        return self._cache["sensor_registrations"]
 
-        self.call_register_hook("register_sensors", on_register)
-        user: list = []
-        for folder in user_sensor_dirs(self.environ):
-            for path in spec_files_in(folder):
-                try:
-                    user.append((read_raw_spec(path), f"user:{folder}"))
-                except SpecError as exc:
-                    problems.extend(exc.problems)
-        self._cache["sensor_sources"] = ([*builtin, *user, *plugins], problems)
-        return self._cache["sensor_sources"]
-
-    def sensor_registry(self, *, strict: bool = True):
+    def sensor_registry(self, *, strict: bool = False):
         """All sensor specs: built-ins, ``ATOMIZER_SENSOR_PATH``, the XDG folder, then plugins.
 
-        ``strict`` raises on the first bad spec; otherwise bad specs are skipped and listed in
-        ``registry.problems``.
+        A broken contribution is skipped, reported once (a :class:`PluginLoadWarning`) and listed
+        in ``registry.problems`` and in its plugin's record; ``strict`` raises on the first one
+        instead (for checking a collection of specs).
         """
         key = f"sensors:{strict}"
         if key in self._cache:
             return self._cache[key]
-        import copy
+        from atomizer.sensors.registry import build_registry, user_sensor_dirs
 
-        from atomizer.errors import SpecError
-        from atomizer.sensors.registry import SensorRegistry
-
-        raws, problems = self._sensor_sources()
-        if strict and problems:
-            raise SpecError(problems)
-        # resolution caches its result on each raw spec: give each registry its own copies
-        fresh = [(copy.copy(raw), provider) for raw, provider in raws]
-        for raw, _ in fresh:
-            raw.resolved = None
-        registry = SensorRegistry.from_raw(fresh, strict=strict)
-        registry.problems[:0] = problems
+        builtin, plugins = self._sensor_registrations()
+        folders = user_sensor_dirs(self.environ) if self._user_sensors else []
+        registry = build_registry(builtin, plugins, user_dirs=folders, strict=strict)
+        if not strict:  # the lenient registry is built once per host: note and report once
+            for spec in registry:
+                if registry.registrant(spec.id) in self.records:
+                    self._note(registry.registrant(spec.id), "register_sensors", spec.id)
+            for source, lines in registry.problems_by_provider.items():
+                if source in self.records:
+                    record, label = self.records[source], f"plugin {source!r}"
+                else:  # a folder of the user's specs
+                    folder = source.removeprefix("user:")
+                    record = self.records.setdefault(
+                        source, PluginRecord(source, "sensor-path", folder)
+                    )
+                    label = f"sensor folder {folder}"
+                for line in lines:
+                    self._fail(record.name, f"{label}: sensor spec skipped: {line}")
         self._cache[key] = registry
         return registry
 
     @property
     def sensors(self):
-        return self.sensor_registry(strict=True)
+        """The sensor registry commands use: broken contributions skipped and reported once."""
+        return self.sensor_registry(strict=False)
 
     @property
     def readers(self) -> ComponentRegistry:
@@ -320,19 +275,23 @@ class PluginHost:
         return self._components("register_metadata_encoders", "metadata encoder")
 
     def add_commands(self, cli: Any) -> None:
-        """Let plugins add commands to the CLI group ``cli``."""
+        """Let plugins add commands to the CLI group ``cli``; a command named like one that is
+        already there (a built-in, or an earlier plugin's) is refused and reported."""
         for impl in self._ordered_impls("register_commands"):
-            before = set(getattr(cli, "commands", {}))
+            commands = cli.commands
+            before = dict(commands)
             try:
                 impl.function(cli=cli)
-            except Exception as exc:  # noqa: BLE001
-                msg = f"plugin {impl.plugin_name!r} failed in register_commands and was skipped: {exc}"
-                self.records.setdefault(
-                    impl.plugin_name, PluginRecord(impl.plugin_name, "extra", impl.plugin_name)
-                ).errors.append(msg)
-                self._warn(msg)
-                continue
-            for name in sorted(set(getattr(cli, "commands", {})) - before):
+            except PLUGIN_FAILURES as exc:
+                self._fail(impl.plugin_name, f"plugin {impl.plugin_name!r} failed in "
+                                             f"register_commands and was skipped: {_reason(exc)}")
+            for name, command in before.items():
+                if commands.get(name) is not command:  # replaced or removed: put it back
+                    commands[name] = command
+                    self._fail(impl.plugin_name, f"plugin {impl.plugin_name!r} registered a "
+                                                 f"command {name!r}, a name already taken; its "
+                                                 "command was skipped: choose another name")
+            for name in sorted(set(commands) - set(before)):
                 self._note(impl.plugin_name, "register_commands", name)
 
     def plugins(self) -> list[PluginRecord]:
@@ -344,21 +303,26 @@ class PluginHost:
         return list(self.records.values())
 
 
-#: Environment variables that change what a host loads; :func:`default_host` is keyed on them.
-HOST_ENVIRONMENT = (PLUGINS_ENV, "ATOMIZER_SENSOR_PATH", "XDG_CONFIG_HOME")
+@functools.lru_cache(maxsize=1)
+def builtin_host() -> PluginHost:
+    """A host with atomizer's own sensors, readers, encoders and models only: no entry-point
+    plugins, no user sensor folders, nothing read from the environment.
 
-
-def default_host() -> PluginHost:
-    """The host library calls use when they are not handed one (the CLI always hands one).
-
-    Hosts are cached per value of :data:`HOST_ENVIRONMENT`, so changing ``ATOMIZER_SENSOR_PATH``
-    or ``ATOMIZER_PLUGINS`` in a running process is seen by the next call; pass ``host=`` to
-    control this fully.
+    Library functions use it when a caller passes no host, so their result never depends on the
+    environment; it is built once (its contents depend on the installed package alone). The CLI
+    builds its own host and passes it everywhere.
     """
-    return _host_for(tuple(os.environ.get(name) for name in HOST_ENVIRONMENT))
+    return PluginHost(load_entrypoints=False, user_sensors=False)
 
 
-@functools.lru_cache(maxsize=4)
-def _host_for(environment: tuple[str | None, ...]) -> PluginHost:
-    del environment  # the cache key; PluginHost reads os.environ itself
-    return PluginHost()
+def host_or_builtin(host: PluginHost | None) -> PluginHost:
+    """``host``, or :func:`builtin_host` when none is given."""
+    return builtin_host() if host is None else host
+
+
+def sensor_spec(ref: Any, host: PluginHost | None = None) -> Any:
+    """:func:`atomizer.sensors.resolve_sensor` among ``host``'s sensors (the built-in ones when
+    ``host`` is None): the one call library code makes to turn a sensor reference into a spec."""
+    from atomizer.sensors.resolve import resolve_sensor
+
+    return resolve_sensor(ref, host_or_builtin(host).sensors)

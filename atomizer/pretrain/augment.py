@@ -22,9 +22,10 @@ import math
 from dataclasses import replace
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from atomizer.atoms.atomset import COORD_DTYPE, VALUE_DTYPE, AtomSet
+from atomizer.config import StrictModel
 
 
 def _extent(atoms: AtomSet) -> tuple[float, float, float, float]:
@@ -131,10 +132,8 @@ def subsample_atoms(atoms: AtomSet, rng: np.random.Generator, max_atoms: int) ->
     return atoms.take(idx)
 
 
-class AugmentConfig(BaseModel):
+class AugmentConfig(StrictModel):
     """Which augmentations :class:`Augmenter` applies, and how strongly."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     crop_scale: tuple[float, float] = Field(
         (0.5, 1.0), description="Side of the crop window as a fraction of the footprint's side."

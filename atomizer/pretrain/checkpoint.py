@@ -19,11 +19,17 @@ import torch
 from atomizer.errors import CheckpointError
 from atomizer.pretrain.config import ComponentConfig, PretrainConfig
 from atomizer.pretrain.losses import parse_method_label
-from atomizer.pretrain.pretrainer import PretrainResult, SatMIPModel, build_satmip_model
+from atomizer.pretrain.pretrainer import (
+    PretrainResult,
+    SatMIPModel,
+    build_satmip_model,
+    encoder_record,
+)
 from atomizer.training import checkpoint as common
+from atomizer.training.checkpoint_record import PRETRAINING_KIND, CheckpointRecord
 
-#: The ``kind`` of a pretraining checkpoint record (training checkpoints have none).
-CHECKPOINT_KIND = "satmip-pretraining"
+#: The ``kind`` of a pretraining checkpoint record.
+CHECKPOINT_KIND = PRETRAINING_KIND
 
 
 def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -33,82 +39,79 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")
 
 
-def _encoder_config(model: SatMIPModel, fallback: ComponentConfig) -> dict[str, Any]:
-    cfg = getattr(model.image_encoder, "config", None)
-    if cfg is not None and hasattr(cfg, "model_dump"):
-        return cfg.model_dump(mode="json")
-    return dict(fallback.params)
-
-
 def save_checkpoint(
     result: PretrainResult,
     config: PretrainConfig,
     path: str | os.PathLike,
     *,
-    extra: dict[str, Any] | None = None,
+    data_root: str | None = None,
+    chips: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``<stem>.safetensors`` then ``<stem>.json``; returns the JSON path."""
     json_path, _ = checkpoint_paths(path)
     model = result.model
-    meta = {
-        "kind": CHECKPOINT_KIND,
-        "method": result.objective.label,
-        "image_encoder": {
-            "name": config.image_encoder.name,
-            "config": _encoder_config(model, config.image_encoder),
-            "feature_dim": model.image_dim,
-        },
-        "config": config.model_dump(mode="json"),
-        "training": result.summary(),
-        "history": result.history,
-        **(extra or {}),
-    }
-    return common.save_checkpoint(json_path.with_suffix(""), model_state=model.state_dict(), meta=meta)
+    content = common.CheckpointContent(
+        kind=PRETRAINING_KIND,
+        method=result.objective.label,
+        image_encoder=encoder_record(model, config),
+        config=config.model_dump(mode="json"),
+        training=result.summary(),
+        history=result.history,
+        global_step=result.steps,
+        epoch=len(result.history),
+        finished=True,
+        seed=config.seed,
+        data_root=data_root,
+        chips=chips,
+    )
+    stem = json_path.with_suffix("")
+    return common.save_checkpoint(stem, content, model_state=model.state_dict())
 
 
 @dataclass
 class LoadedCheckpoint:
     model: SatMIPModel
     config: PretrainConfig
-    info: dict[str, Any]
+    record: CheckpointRecord
 
 
-def read_checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON record of a pretraining checkpoint, checked for format, version and kind."""
+def read_checkpoint_info(path: str | os.PathLike) -> CheckpointRecord:
+    """The validated record of a pretraining checkpoint (format, version and kind checked)."""
     json_path, _ = checkpoint_paths(path)
-    info = common.read_meta(json_path)
-    info.pop("_path", None)
-    if info.get("kind") != CHECKPOINT_KIND:
+    record = common.read_record(json_path).record
+    if record.kind != PRETRAINING_KIND:
         raise CheckpointError(
             f"{json_path}: a training checkpoint, not a pretraining one; give a checkpoint "
             "written by 'atomizer pretrain' (or use 'atomizer evaluate' for this one)"
         )
-    return info
+    if record.method is None or record.config is None or record.image_encoder is None:
+        raise CheckpointError(
+            f"{json_path}: a pretraining record needs method, config and image_encoder; the "
+            "file is incomplete"
+        )
+    return record
 
 
 def load_checkpoint(path: str | os.PathLike, *, host: Any) -> LoadedCheckpoint:
     """Rebuild the model of a checkpoint and load its weights (strictly)."""
     json_path, _ = checkpoint_paths(path)
-    info = read_checkpoint_info(json_path)
+    record = read_checkpoint_info(json_path)
+    enc = record.image_encoder
     try:
-        config = PretrainConfig.model_validate(info["config"])
-        objective = parse_method_label(info["method"])
-        enc = info["image_encoder"]
-        config = config.model_copy(
-            update={"image_encoder": ComponentConfig(name=enc["name"], params=enc["config"])}
-        )
-    except (KeyError, ValueError) as exc:
+        config = PretrainConfig.model_validate(record.config)
+        objective = parse_method_label(record.method)
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()
         raise CheckpointError(
-            f"{json_path}: incomplete or invalid checkpoint metadata: {exc}"
+            f"{json_path}: invalid pretraining config or method in the record: "
+            f"{' '.join(first[:3])}"
         ) from None
+    config = config.model_copy(
+        update={"image_encoder": ComponentConfig(name=enc.name, params=enc.config)}
+    )
     state = common.load_checkpoint(json_path).model_state
     with torch.random.fork_rng(devices=[]):
-        model = build_satmip_model(config, objective, host, image_dim=int(enc["feature_dim"]))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{json_path} does not match the model it describes (missing {sorted(missing)[:5]}, "
-            f"unexpected {sorted(unexpected)[:5]}); the file may belong to another checkpoint"
-        )
+        model = build_satmip_model(config, objective, host, image_dim=enc.feature_dim)
+    common.load_weights(model, state, origin=json_path, model_name=enc.name)
     model.eval()
-    return LoadedCheckpoint(model=model, config=config, info=info)
+    return LoadedCheckpoint(model=model, config=config, record=record)

@@ -46,6 +46,7 @@ from atomizer.pretrain.metadata import (
 from atomizer.readers.stac_build import read_sentinel2_l2a_product, read_xml
 from atomizer.simulate.api import BandRasters, atoms_from_planes, simulated_band
 from atomizer.simulate.spatial import aggregate
+from atomizer.training.seed import Stream, stream_rng
 
 #: Sentinel-2 L2A scene classification classes (ESA L2A product specification).
 SCL_CLASSES: dict[int, str] = {
@@ -312,7 +313,7 @@ def bigearthnet_chips(folder: Path, source: ChipSourceConfig, host: Any) -> list
     Patches are read by :class:`atomizer.data.bigearthnet.BigEarthNet`; atoms carry the bands of
     ``source.sensor`` or of the patch's own satellite (``sentinel2a-l2a`` / ``sentinel2b-l2a``).
     """
-    from atomizer.data.bigearthnet import BAND_NAMES, LABELS_SUFFIX, SENSOR_BY_PREFIX, BigEarthNet
+    from atomizer.data.bigearthnet import BAND_NAMES, LABELS_SUFFIX, BigEarthNet, patch_sensor
 
     # file-name order (B8A last), as the chips have always had: the augmentations draw atoms by
     # index, so another order would change every pretraining run
@@ -320,8 +321,8 @@ def bigearthnet_chips(folder: Path, source: ChipSourceConfig, host: Any) -> list
     dataset = BigEarthNet(folder, layout="v1", bands=wanted, host=host)
     out = []
     for i, patch in enumerate(dataset.records):
-        sat = f"{SENSOR_BY_PREFIX.get(patch.name[:3], 'sentinel2a')}-l2a"
-        spec = host.sensors.get(source.sensor or sat)
+        spec = (host.sensors.get(source.sensor) if source.sensor
+                else patch_sensor(patch.name, host.sensors, suffix="-l2a"))
         rasters = dataset.source(i)
         record = metadata_from_bigearthnet_json(patch.folder / f"{patch.name}{LABELS_SUFFIX}")
         for f in source.gsd_factors:
@@ -342,7 +343,7 @@ def build_chips(
                 f"data source {i} ({source.kind}): folder {folder} not found; set data.root in the "
                 "config or the ATOMIZER_SHARED_DATA environment variable to the shared data folder"
             )
-        rng = np.random.default_rng([config.data.seed, i])
+        rng = stream_rng(config.data.seed, Stream.CHIP_SAMPLING, i)
         if source.kind == "s2_tile":
             spec = host.sensors.get(source.sensor or "sentinel2a-l2a")
             chips.extend(s2_tile_chips(folder, spec, source, rng))

@@ -25,6 +25,7 @@ from atomizer.atoms.batch import collate_atoms
 from atomizer.evaluation.probe import MeanStd, evaluate_probes
 from atomizer.io import atomic_write_text, ensure_dir
 from atomizer.pretrain.checkpoint import save_checkpoint
+from atomizer.training.seed import isolated_rng, seed_everything
 from atomizer.pretrain.chips import Chip, ChipSet, build_chips
 from atomizer.pretrain.config import PretrainConfig, resolve_data_root
 from atomizer.pretrain.losses import PretrainObjective
@@ -194,8 +195,8 @@ def run_pretraining(
                     _probe(config, band_mean_features(probe_chips), labels, groups, fixed_meta),
                 )
             )
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(config.seed)
+            with isolated_rng():  # the same initial weights as the pretrained runs start from
+                seed_everything(config.seed)
                 encoder = build_image_encoder(config.image_encoder, host)
             dim = infer_feature_dim(encoder, collate_atoms([c.atoms for c in probe_chips[:2]]))
             random_model = SatMIPModel(encoder, dim, PretrainObjective("simclr"))
@@ -213,10 +214,8 @@ def run_pretraining(
                 result,
                 config,
                 out / label,
-                extra={
-                    "data_root": str(resolve_data_root(config, config_dir).resolve()),
-                    "chips": summary,
-                },
+                data_root=str(resolve_data_root(config, config_dir).resolve()),
+                chips=summary,
             )
             cuda_memory = cuda_memory or (
                 result.memory is not None and result.memory.cuda_peak is not None

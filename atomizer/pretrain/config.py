@@ -1,9 +1,9 @@
 """The pretraining config: one strict pydantic model per YAML file (``atomizer pretrain CONFIG``).
 
-Unknown keys and impossible values are rejected with one :class:`~atomizer.errors.ConfigError` line
-per problem (``FILE: key.path: what``). ``--set key.path=value`` overrides edit the raw YAML before
-validation, exactly as for ``atomizer run`` (:func:`atomizer.training.overrides.apply_overrides`),
-so a smoke run needs no second file.
+The file goes through the one config pipeline (:mod:`atomizer.config`): unknown keys and impossible
+values are rejected with one :class:`~atomizer.errors.ConfigError` line per problem
+(``FILE:LINE: key.path: what; how to fix``). ``--set key.path=value`` overrides edit the raw YAML
+before validation, exactly as for ``atomizer run``, so a smoke run needs no second file.
 
 Data paths are relative to ``data.root``; ``data.root`` is relative to the config file, and the
 ``ATOMIZER_SHARED_DATA`` environment variable (the shared real-data folder) replaces it when set.
@@ -16,27 +16,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from atomizer import config as config_pipeline
+from atomizer.config import StrictModel
 from atomizer.errors import ConfigError
 from atomizer.evaluation.knn import KNN_KS, KNN_TEMPERATURE
 from atomizer.evaluation.probe import LINEAR_MAX_ITER
 from atomizer.pretrain.augment import AugmentConfig
 from atomizer.pretrain.losses import INIT_TEMPERATURE, SATMIPS_LAMBDA, SIMCLR_TEMPERATURE
 from atomizer.training.config import LR_REFERENCE_BATCH
-from atomizer.training.overrides import apply_overrides
+from atomizer.training.overrides import apply_overrides  # noqa: F401 - re-exported
 
 #: Method labels a config may list (see :func:`atomizer.pretrain.losses.parse_method_label`).
 METHOD_LABELS = ("simclr", "satmip", "satmips", "satmips-coupled", "satmips-uncoupled")
 SHARED_DATA_ENV = "ATOMIZER_SHARED_DATA"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ChipSourceConfig(_Strict):
+class ChipSourceConfig(StrictModel):
     """One source of image chips (see :mod:`atomizer.pretrain.chips`)."""
 
     kind: Literal["s2_tile", "bigearthnet"]
@@ -65,18 +62,18 @@ class ChipSourceConfig(_Strict):
         return sorted(set(v))
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     root: str = Field("../../shared/data", description="Relative to the config file.")
     sources: list[ChipSourceConfig] = Field(min_length=1)
     seed: int = 0
 
 
-class ComponentConfig(_Strict):
+class ComponentConfig(StrictModel):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class OptimConfig(_Strict):
+class OptimConfig(StrictModel):
     """AdamW (0.9, 0.98), eps 1e-8; linear warmup then cosine decay; lr = base_lr * batch / 256."""
 
     epochs: int = Field(10, ge=1)
@@ -93,7 +90,7 @@ class OptimConfig(_Strict):
         return self.base_lr * self.batch_size / LR_REFERENCE_BATCH
 
 
-class ProbeConfig(_Strict):
+class ProbeConfig(StrictModel):
     methods: list[Literal["knn", "linear", "bimodal"]] = Field(
         default_factory=lambda: ["knn", "linear", "bimodal"]
     )
@@ -113,7 +110,7 @@ class ProbeConfig(_Strict):
     )
 
 
-class PretrainConfig(_Strict):
+class PretrainConfig(StrictModel):
     """A SatMIP / SatMIPS / SimCLR pretraining run (or a comparison of several methods)."""
 
     name: str = Field(min_length=1)
@@ -155,28 +152,16 @@ class PretrainConfig(_Strict):
 
 def parse_config(raw: Mapping[str, Any], *, where: str = "<config>") -> PretrainConfig:
     """Validate a raw mapping; every problem becomes one line of a :class:`ConfigError`."""
-    try:
-        return PretrainConfig.model_validate(dict(raw))
-    except ValidationError as exc:
-        lines = [
-            f"{where}: {'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}"
-            for e in exc.errors()
-        ]
-        raise ConfigError("\n".join(lines)) from None
+    return config_pipeline.validate_config(
+        PretrainConfig, raw, origin=where, error=ConfigError, what="pretraining config"
+    )
 
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> PretrainConfig:
-    """Read, override and validate a pretraining YAML file."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return parse_config(apply_overrides(raw, overrides), where=str(path))
+    """Read, override and validate a pretraining YAML file (``FILE:LINE`` errors)."""
+    return config_pipeline.load_config(
+        PretrainConfig, Path(path), overrides, error=ConfigError, what="pretraining config"
+    )
 
 
 def resolve_data_root(config: PretrainConfig, config_dir: str | os.PathLike | None) -> Path:

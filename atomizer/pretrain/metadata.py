@@ -203,17 +203,10 @@ def _float_or_none(value: Any) -> float | None:
 def _load_json(source: str | os.PathLike | Mapping[str, Any], kind: str) -> tuple[dict, str]:
     if isinstance(source, Mapping):
         return dict(source), f"<{kind} dict>"
+    from atomizer.documents import read_json
+
     path = Path(source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ReaderError(f"cannot read {kind} metadata {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ReaderError(
-            f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); is this a {kind} metadata file?"
-        ) from None
+    data = read_json(path, what=f"{kind} metadata file", error=ReaderError)
     if not isinstance(data, dict):
         raise ReaderError(f"{path}: expected a JSON object for {kind} metadata")
     return data, str(path)

@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 from torch import nn
 
+from atomizer.config import StrictModel, validate_config
 from atomizer.errors import EncoderError
 from atomizer.pretrain.metadata import FIELD_NAMES, MetadataRecord, metadata_to_text
 
@@ -49,9 +50,7 @@ AZIMUTH_PERIOD_DEG = 360.0
 CLOUD_SCALE_PCT = 100.0
 
 
-class _StrictParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class _StrictParams(StrictModel):
     width: int = Field(64, ge=8, description="Token width (paper: 512).")
     depth: int = Field(2, ge=1, description="Transformer layers (paper: 3).")
     heads: int = Field(4, ge=1, description="Attention heads (paper: 8).")
@@ -94,14 +93,9 @@ class TextParams(_StrictParams):
 
 
 def _validate(params_cls: type[BaseModel], params: dict[str, Any], name: str) -> Any:
-    try:
-        return params_cls(**params)
-    except ValidationError as exc:
-        lines = [
-            f"metadata encoder {name!r}: {'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}"
-            for e in exc.errors()
-        ]
-        raise EncoderError("\n".join(lines)) from None
+    return validate_config(
+        params_cls, params, origin=f"metadata encoder {name!r}", error=EncoderError
+    )
 
 
 # --- tokenisers -----------------------------------------------------------------------------------

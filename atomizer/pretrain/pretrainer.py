@@ -4,19 +4,20 @@
 D)``: the Atomizer, or the ResNet / ViT baselines), the projection heads, the metadata encoder and
 the learnable temperature that the objective needs. :func:`pretrain` trains it with AdamW (betas
 0.9 / 0.98, eps 1e-8), ``lr = base_lr * batch_size / 256``, linear warmup then cosine decay (the
-supervised trainer's :mod:`atomizer.training.schedule`), and measures training time and memory
+supervised trainer's :mod:`atomizer.training.schedule`) in the one training loop
+(:mod:`atomizer.training.loop`), and measures training time and memory
 (:mod:`atomizer.pretrain.memory`).
 
-Under ``torch.distributed`` (a process group already initialised by the caller) the model is wrapped
-in DistributedDataParallel, every rank takes its share of each global batch and the losses gather
-embeddings across ranks (:mod:`atomizer.pretrain.losses`).
+Under ``torch.distributed`` (a process group already initialised by the caller) the loop wraps the
+model in DistributedDataParallel, every rank takes its share of each global batch and the losses
+gather embeddings across ranks (:mod:`atomizer.pretrain.losses`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,13 +34,17 @@ from atomizer.pretrain.losses import (
     LearnableTemperature,
     LossParts,
     PretrainObjective,
-    distributed_world,
     parse_method_label,
 )
 from atomizer.pretrain.memory import MemoryReport, SavedTensorTracker, state_bytes
 from atomizer.pretrain.metadata import MetadataRecord
+from atomizer.training.checkpoint import CheckpointContent
+from atomizer.training.checkpoint_record import PRETRAINING_KIND, ImageEncoderRecord
+from atomizer.training.distributed import DistContext
 from atomizer.training.evaluate import cpu_threads
+from atomizer.training.loop import LoopSettings, StepOutput, run_training
 from atomizer.training.schedule import WarmupCosineSchedule, parameter_groups
+from atomizer.training.seed import Stream, epoch_permutation, stream_rng
 
 
 class ProjectionHead(nn.Sequential):
@@ -244,87 +249,96 @@ class PretrainResult:
         }
 
 
-def _train(
-    model: SatMIPModel,
-    objective: PretrainObjective,
-    config: PretrainConfig,
-    chips: Sequence[Chip],
-    result: PretrainResult,
-    log: Callable[[str], None] | None,
-) -> None:
-    """The training loop of :func:`pretrain`: fills ``result`` (history, time, memory)."""
-    rank, world = distributed_world()
-    opt_cfg = config.optim
-    steps_per_epoch = len(chips) // opt_cfg.batch_size
-    net: nn.Module = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    optimizer = torch.optim.AdamW(
-        parameter_groups(model, opt_cfg.weight_decay, no_decay_prefixes=NO_DECAY_PREFIXES),
-        lr=opt_cfg.lr,
-        betas=opt_cfg.betas,
-        eps=opt_cfg.eps,
-        weight_decay=opt_cfg.weight_decay,
-    )
-    schedule = WarmupCosineSchedule(
-        optimizer,
-        peak_lr=opt_cfg.lr,
-        warmup_steps=round(opt_cfg.warmup_epochs * steps_per_epoch),
-        total_steps=steps_per_epoch * opt_cfg.epochs,
-    )
-    augmenter = Augmenter(config.augment)
-    tracker = SavedTensorTracker(exclude=model)
-    cuda = next(model.parameters()).is_cuda
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    model.train()
-    elapsed = 0.0
-    with cpu_threads(config.threads):
-        for epoch in range(opt_cfg.epochs):
-            order = np.random.default_rng([config.seed, epoch]).permutation(len(chips))
-            sums: dict[str, float] = {}
-            start = time.perf_counter()
-            for i in range(steps_per_epoch):
-                idx = order[i * opt_cfg.batch_size : (i + 1) * opt_cfg.batch_size][rank::world]
-                rng = np.random.default_rng([config.seed, epoch, i, rank])
-                lr = schedule.lr  # the rate of this step (row["lr"]: the epoch's last)
-                wall0, cpu0 = time.perf_counter(), time.process_time()
-                views, records = make_views([chips[j] for j in idx], objective, augmenter, rng)
-                with tracker.track():
-                    parts = train_step(
-                        net,
-                        objective,
-                        views,
-                        records,
-                        optimizer,
-                        grad_clip_norm=opt_cfg.grad_clip_norm,
-                    )
-                result.step_wall_s.append(time.perf_counter() - wall0)
-                result.step_cpu_s.append(time.process_time() - cpu0)
-                schedule.step()
-                for k, v in parts.as_floats().items():
-                    sums[k] = sums.get(k, 0.0) + v
-            elapsed += time.perf_counter() - start
-            row = {k: v / steps_per_epoch for k, v in sums.items()}
-            row.update(epoch=epoch + 1, lr=lr, time_s=elapsed)
-            if model.temperature is not None:
-                row["logit_scale"] = float(model.temperature().detach())
-            result.history.append(row)
-            if log is not None and rank == 0:
-                terms = ", ".join(
-                    f"{k} {row[k]:.4f}" for k in ("loss", "satmip", "simclr") if k in row
-                )
-                progress = f"epoch {epoch + 1}/{opt_cfg.epochs}"
-                log(f"{objective.label} {progress}: {terms} ({elapsed:.1f} s)")
-    result.train_time_s = elapsed
-    result.steps = schedule.step_count
-    sb = state_bytes(model, optimizer)
-    result.memory = MemoryReport(
-        params=sb["params"],
-        grads=sb["grads"],
-        optimizer=sb["optimizer"],
-        peak_activations=tracker.peak_bytes,
-        cuda_peak=int(torch.cuda.max_memory_allocated()) if cuda else None,
+class PretrainJob:
+    """Pretraining as a :class:`~atomizer.training.loop.TrainingJob` of the one training loop.
+
+    Each global batch is ``batch_size`` chips of a seeded permutation (the last partial batch is
+    dropped); each rank augments its share with the :attr:`~atomizer.training.seed.Stream.AUGMENT`
+    stream at (epoch, step, rank), so views do not depend on where a run was resumed.
+    """
+
+    def __init__(self, config: PretrainConfig, chips: Sequence[Chip], objective: PretrainObjective,
+                 host: Any, dist: DistContext, log: Callable[[str], None] | None) -> None:
+        self.config, self.chips, self.objective, self.host = config, chips, objective, host
+        self.dist, self.log = dist, log
+        self.augmenter = Augmenter(config.augment)
+        self.model: SatMIPModel | None = None
+        self.tracker = SavedTensorTracker()
+        self.elapsed_s = 0.0
+
+    def build_model(self) -> SatMIPModel:
+        example = collate_atoms([c.atoms for c in self.chips[:2]])
+        self.model = build_satmip_model(self.config, self.objective, self.host, example=example)
+        self.tracker = SavedTensorTracker(exclude=self.model)
+        return self.model
+
+    def build_optimizer(self, model: nn.Module, steps_per_epoch: int):
+        opt = self.config.optim
+        optimizer = torch.optim.AdamW(
+            parameter_groups(model, opt.weight_decay, no_decay_prefixes=NO_DECAY_PREFIXES),
+            lr=opt.lr,
+            betas=opt.betas,
+            eps=opt.eps,
+            weight_decay=opt.weight_decay,
+        )
+        schedule = WarmupCosineSchedule(
+            optimizer,
+            peak_lr=opt.lr,
+            warmup_steps=round(opt.warmup_epochs * steps_per_epoch),
+            total_steps=steps_per_epoch * opt.epochs,
+        )
+        return optimizer, schedule
+
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        bs = self.config.optim.batch_size
+        order = epoch_permutation(len(self.chips), self.config.seed, epoch).tolist()
+        return [order[i * bs : (i + 1) * bs] for i in range(len(self.chips) // bs)]
+
+    def inputs(self, epoch: int, batches: Sequence[Sequence[int]], first: int):
+        for i, idx in enumerate(batches, start=first):
+            rng = stream_rng(self.config.seed, Stream.AUGMENT, epoch, i, self.dist.rank)
+            yield make_views([self.chips[j] for j in idx], self.objective, self.augmenter, rng)
+
+    def step(self, net: nn.Module, item: Any, n_global: int, epoch: int, index: int) -> StepOutput:
+        """The objective on this rank's views (its losses gather embeddings across ranks)."""
+        views, records = item
+        parts = self.objective(**net(views, records))
+        return StepOutput(parts.total, {**parts.as_floats(), "steps": 1.0})
+
+    def step_scope(self):
+        return self.tracker.track()
+
+    def epoch_row(self, net, epoch, step, sums, lr, seconds) -> dict[str, Any]:
+        self.elapsed_s += seconds
+        n = sums.get("steps", 1.0)
+        row: dict[str, Any] = {k: v / n for k, v in sums.items() if k != "steps"}
+        row.update(epoch=epoch + 1, lr=lr, time_s=self.elapsed_s)
+        if self.model is not None and self.model.temperature is not None:
+            row["logit_scale"] = float(self.model.temperature().detach())
+        if self.log is not None and self.dist.is_main:
+            terms = ", ".join(f"{k} {row[k]:.4f}" for k in ("loss", "satmip", "simclr") if k in row)
+            progress = f"epoch {epoch + 1}/{self.config.optim.epochs}"
+            self.log(f"{self.objective.label} {progress}: {terms} ({self.elapsed_s:.1f} s)")
+        return row
+
+    def content(self) -> CheckpointContent:
+        model = self.model
+        return CheckpointContent(
+            kind=PRETRAINING_KIND,
+            method=self.objective.label,
+            config=self.config.model_dump(mode="json"),
+            image_encoder=None if model is None else encoder_record(model, self.config),
+        )
+
+
+def encoder_record(model: SatMIPModel, config: PretrainConfig) -> ImageEncoderRecord:
+    """What rebuilds ``model``'s image encoder: registry name, resolved config, feature width."""
+    cfg = getattr(model.image_encoder, "config", None)
+    dumped = cfg.model_dump(mode="json") if hasattr(cfg, "model_dump") else None
+    return ImageEncoderRecord(
+        name=config.image_encoder.name,
+        config=dumped if dumped is not None else dict(config.image_encoder.params),
+        feature_dim=model.image_dim,
     )
 
 
@@ -335,8 +349,14 @@ def pretrain(
     method: str | PretrainObjective,
     host: Any,
     log: Callable[[str], None] | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> PretrainResult:
-    """Train ``config.image_encoder`` with ``method`` on ``chips`` (see the module docstring)."""
+    """Train ``config.image_encoder`` with ``method`` on ``chips`` (see the module docstring).
+
+    The loop is :func:`~atomizer.training.loop.run_training`, the supervised trainer's: with
+    ``run_dir``, checkpoints go there each epoch and ``resume`` continues the latest one.
+    """
     objective = method if isinstance(method, PretrainObjective) else parse_method_label(method)
     objective = PretrainObjective(
         objective.method,
@@ -344,26 +364,40 @@ def pretrain(
         lambda_simclr=config.lambda_simclr,
         simclr_temperature=config.simclr_temperature,
     )
-    _, world = distributed_world()
+    dist = DistContext.from_process_group()
     opt_cfg = config.optim
-    if opt_cfg.batch_size % world:
+    if opt_cfg.batch_size % dist.world_size:
         raise ConfigError(
-            f"optim.batch_size {opt_cfg.batch_size} is not divisible by {world} processes"
+            f"optim.batch_size {opt_cfg.batch_size} is not divisible by {dist.world_size} processes"
         )
-    steps_per_epoch = len(chips) // opt_cfg.batch_size
-    if steps_per_epoch == 0:
+    if len(chips) // opt_cfg.batch_size == 0:
         raise ConfigError(
             f"{len(chips)} training chips are fewer than optim.batch_size {opt_cfg.batch_size}; "
             "lower the batch size or add data"
         )
-    with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's RNG state
-        torch.manual_seed(config.seed)
-        example = collate_atoms([c.atoms for c in chips[:2]])
-        model = build_satmip_model(config, objective, host, example=example)
-        result = PretrainResult(model=model, objective=objective)
-        _train(model, objective, config, chips, result, log)
+    job = PretrainJob(config, chips, objective, host, dist, log)
+    settings = LoopSettings(
+        epochs=opt_cfg.epochs,
+        seed=config.seed,
+        grad_clip_norm=opt_cfg.grad_clip_norm,
+        find_unused_parameters=True,
+        tensorboard=False,
+    )
+    with cpu_threads(config.threads):
+        out = run_training(job, settings, run_dir=run_dir, dist=dist, resume=resume)
+    model = out.model
+    sb = state_bytes(model, out.optimizer)
+    cuda = next(model.parameters()).is_cuda
+    memory = MemoryReport(
+        params=sb["params"],
+        grads=sb["grads"],
+        optimizer=sb["optimizer"],
+        peak_activations=job.tracker.peak_bytes,
+        cuda_peak=int(torch.cuda.max_memory_allocated()) if cuda else None,
+    )
     model.eval()
-    return result
+    return PretrainResult(model, objective, out.history, job.elapsed_s, out.global_step, memory,
+                          out.step_wall_s, out.step_cpu_s)
 
 
 @torch.no_grad()

@@ -242,6 +242,19 @@ def source_suffix(source: str | Path) -> str:
     return Path(text).suffix.lower()
 
 
+def _accepts(readers: Any, name: str, source: str) -> bool:
+    """Whether reader ``name`` claims ``source``; a plugin reader that cannot even answer (its
+    ``can_read`` raises, its import fails) is disabled in ``readers`` and reported, not fatal."""
+    try:
+        return bool(readers.get(name).can_read(source))
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug must not break every read
+        disable = getattr(readers, "disable", None)
+        if disable is None:
+            raise
+        disable(name, f"asking it whether it reads {source} raised {type(exc).__name__}: {exc}")
+        return False
+
+
 def reader_for(source: str | Path, readers: Any, *, name: str | None = None) -> Reader:
     """The reader for ``source``: ``name`` if given, else the one whose ``can_read`` accepts it.
 
@@ -250,7 +263,7 @@ def reader_for(source: str | Path, readers: Any, *, name: str | None = None) -> 
     """
     if name is not None:
         return readers.get(name)
-    accepting = [n for n in readers.names() if readers.get(n).can_read(str(source))]
+    accepting = [n for n in readers.names() if _accepts(readers, n, str(source))]
     if not accepting:
         claims = (
             ", ".join(f"{n} ({' '.join(readers.get(n).suffixes)})" for n in readers.names())

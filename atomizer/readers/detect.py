@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from atomizer.errors import BandMatchError, ReaderError
+from atomizer.limits import clip_text
 from atomizer.readers.matching import AssetInfo, ItemBand, candidate_fit
 from atomizer.sensors.spec import Band, SensorSpec
 
@@ -52,7 +53,7 @@ def hint_score(spec: SensorSpec, properties: Mapping[str, Any]) -> int:
 
 def _identity(properties: Mapping[str, Any]) -> str:
     parts = [
-        f"{k}={properties[k]!r}"
+        f"{k}={clip_text(repr(properties[k]), max_chars=80)}"
         for k in ("platform", "constellation", "instruments")
         if properties.get(k)
     ]
@@ -77,7 +78,7 @@ def detect_sensor(
         if len(ranked) > 1 and ranked[0][1].fit() == ranked[1][1].fit():
             same = [s.id for s, r in ranked if r.fit() == ranked[0][1].fit()]
             raise BandMatchError(
-                f"{source}: item {item_id!r} ({_identity(properties)}) fits sensors "
+                f"{source}: item {clip_text(item_id, max_chars=80)!r} ({_identity(properties)}) fits sensors "
                 f"{', '.join(same)} equally well; choose one with --sensor"
             )
         return ranked[0][0], f"detected from item properties ({_identity(properties)})"
@@ -94,7 +95,7 @@ def detect_sensor(
         else "its assets carry no band metadata (bands / eo:bands)"
     )
     raise BandMatchError(
-        f"{source}: cannot tell which sensor took item {item_id!r}: no registered sensor claims "
+        f"{source}: cannot tell which sensor took item {clip_text(item_id, max_chars=80)!r}: no registered sensor claims "
         f"it ({_identity(properties)}) and {detail}; pass --sensor ID (see `atomizer sensors list`)"
     )
 
@@ -151,7 +152,8 @@ def spec_from_item(
     try:
         return SensorSpec(
             id=_slug(str(label)),
-            name=f"{label} (from the band metadata of STAC item {item_id})",
+            name=f"{clip_text(label, max_chars=80)} (from the band metadata of STAC item "
+            f"{clip_text(item_id, max_chars=80)})",
             sources=[f"STAC item {item_id} ({source})"],
             bands=bands,
         )

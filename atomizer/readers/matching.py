@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from atomizer.errors import BandMatchError, ReaderError
+from atomizer.limits import clip_text
 from atomizer.readers.base import BandMetadataWarning, normalise_band_name, source_suffix
 from atomizer.sensors.spec import Band, SensorSpec
 
@@ -376,7 +377,7 @@ def require_complete(result: MatchResult, source: str, *, selected: bool) -> Non
         others = len(result.unmatched) - 1
         more = f" (and {others} more asset band(s))" if others else ""
         raise BandMatchError(
-            f"{source}: asset {asset.key!r} ({ib.describe() if ib else 'no band metadata'}){more} "
+            f"{source}: asset {clip_text(asset.key, max_chars=80)!r} ({ib.describe() if ib else 'no band metadata'}){more} "
             f"matches no band of sensor {spec.id!r}, which expects {expected_bands(spec)}; "
             "pass the "
             "right sensor with --sensor, or read only some bands with --bands"

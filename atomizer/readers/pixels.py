@@ -14,19 +14,19 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from atomizer.atoms.atomset import BAND_DTYPE, COORD_DTYPE, VALUE_DTYPE
 from atomizer.errors import ReaderError
 from atomizer.readers.base import BandReading, ProgressCallback
-
-if TYPE_CHECKING:
-    from atomizer.readers.raster import BandPlan
+from atomizer.readers.plan import BandPlan
 
 #: Integer raster types whose every possible value fits a lookup table (DN -> physical value).
 LUT_DTYPES = ("uint8", "int8", "uint16", "int16")
+#: GDAL decoding threads (1: decoding errors surface as errors, see :func:`read_pieces`).
+DECODE_THREADS = 1
 #: Elements converted at a time (bounds the float64 and index temporaries).
 CHUNK_ELEMENTS = 1 << 20
 
@@ -47,6 +47,8 @@ def rasterio_message(exc: BaseException) -> str:
     parts = [str(exc)]
     cause = exc.__cause__ or exc.__context__
     if cause is not None and str(cause) and str(cause) not in parts[0]:
+        if "See previous exception" in parts[0]:  # rasterio's pointer to GDAL's words
+            parts = []
         parts.append(str(cause))
     return ": ".join(parts)
 
@@ -109,6 +111,17 @@ def read_pieces(
     caller that reads many windows of one scene (the caller closes them).
     """
     import rasterio
+
+    # One decoding thread: GDAL reports a failed decode (a truncated JPEG 2000) as an error only
+    # when it happens on the reading thread; in worker threads it is printed and read as zeros.
+    with rasterio.Env(GDAL_NUM_THREADS=DECODE_THREADS):
+        return _read_all(plans, progress)
+
+
+def _read_all(
+    plans: Sequence[BandPlan], progress: ProgressCallback | None
+) -> tuple[list[Piece | None], list[BandReading]]:
+    import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
     from rasterio.windows import Window
 
@@ -157,7 +170,8 @@ def read_pieces(
                 except RasterioError as exc:
                     raise ReaderError(
                         f"asset {src.asset!r}: reading band {src.asset_band} of {src.href} failed "
-                        f"({rasterio_message(exc)}); the file is corrupt or truncated"
+                        f"({rasterio_message(exc)}); the file is corrupt or truncated: download "
+                        "it again"
                     ) from None
                 pieces.append(_reduce(plane, mask, plan, reading))
             else:

@@ -19,6 +19,7 @@ from typing import Any
 
 from atomizer.atoms.atomset import AtomSet, SceneMeta
 from atomizer.errors import BandMatchError, ReaderError, WindowError
+from atomizer.limits import check
 from atomizer.readers.base import (
     BandReading,
     LonLatBBox,
@@ -27,71 +28,13 @@ from atomizer.readers.base import (
     ReaderWarning,
 )
 from atomizer.readers.pixels import assemble, rasterio_message, read_pieces
-from atomizer.sensors.spec import Band
+from atomizer.readers.plan import BandPlan, BandSource, _Grid
+from atomizer.sensors.spec import check_gsd_m
 
 #: Points per edge used when projecting a lon/lat bbox (its edges curve in a projected CRS).
 BBOX_DENSIFY_POINTS = 21
 #: Relative difference allowed between a pixel's width and height before it is called non-square.
 SQUARE_PIXEL_RTOL = 1e-6
-
-
-@dataclass
-class BandSource:
-    """One spec band and where it lives: a raster file (path or URL) and a 1-based band index.
-
-    ``scale`` / ``offset`` / ``nodata`` come from the source's own metadata (STAC ``raster:bands``,
-    ...); when ``scale`` is ``None`` the file's own scale/offset are used if set, else the spec's.
-    """
-
-    band: Band
-    asset: str
-    href: str
-    asset_band: int = 1
-    matched_by: str = "asset key"
-    scale: float | None = None
-    offset: float | None = None
-    scale_from: str | None = None
-    nodata: tuple[float, ...] = ()
-    center_wavelength_nm: float | None = None  # what the source says, for the report
-    fwhm_nm: float | None = None
-    single_band: bool = False  # matched without band metadata: the file must hold one band
-
-
-@dataclass
-class _Grid:
-    """A band's pixel grid: x = x0 + (col + 0.5) * dx, y = y0 + (row + 0.5) * dy."""
-
-    x0: float
-    dx: float
-    y0: float
-    dy: float
-    width: int
-    height: int
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        xs = (self.x0, self.x0 + self.width * self.dx)
-        ys = (self.y0, self.y0 + self.height * self.dy)
-        return min(xs), min(ys), max(xs), max(ys)
-
-    @property
-    def pixel_m(self) -> float:
-        return math.sqrt(abs(self.dx * self.dy))
-
-
-@dataclass
-class BandPlan:
-    """How one band source will be read: its grid, scaling, no-data values and pixel window."""
-
-    source: BandSource
-    crs: Any
-    grid: _Grid
-    scale: float
-    offset: float
-    scale_from: str
-    nodata: tuple[float, ...]
-    use_mask: bool
-    window: tuple[int, int, int, int] = (0, 0, 0, 0)  # row0, row1, col0, col1
 
 
 @dataclass
@@ -153,7 +96,16 @@ def _grid_of(ds: Any, label: str) -> _Grid | None:
             "are "
             "metres; reproject the image to a projected CRS such as UTM first (gdalwarp -t_srs)"
         )
-    return _Grid(x0=t.c, dx=t.a, y0=t.f, dy=t.e, width=ds.width, height=ds.height)
+    grid = _Grid(x0=t.c, dx=t.a, y0=t.f, dy=t.e, width=ds.width, height=ds.height)
+    if not all(map(math.isfinite, (t.a, t.c, t.e, t.f))):
+        raise ReaderError(f"{label}: the geotransform {tuple(t)[:6]} is not finite; the file "
+                          "is corrupt")
+    try:
+        check_gsd_m(grid.pixel_m)
+    except ValueError as exc:
+        raise ReaderError(f"{label}: pixel size from the geotransform: {exc}; fix the "
+                          "georeferencing (gdal_edit.py -a_ullr / -tr)") from None
+    return grid
 
 
 def _index_range(lo: float, hi: float, origin: float, step: float, n: int) -> tuple[int, int]:
@@ -346,6 +298,11 @@ def read_sources(
     else:
         for p in plans:
             p.window = (0, p.grid.height, 0, p.grid.width)
+    for p in plans:
+        r0, r1, c0, c1 = p.window
+        check("read_pixels", (r1 - r0) * (c1 - c0),
+              subject=f"asset {p.source.asset!r} band {p.source.band.name} "
+              f"({c1 - c0:,} x {r1 - r0:,} pixels; read a part with --window or --bbox)")
     pieces, readings = read_pieces(plans, progress)
     value, band, x, y = assemble(plans, pieces, cx, cy)
     atoms = AtomSet(

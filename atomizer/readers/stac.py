@@ -9,12 +9,12 @@ unless they match a band.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from atomizer.errors import ReaderError
+from atomizer.limits import clip_text
 from atomizer.readers.base import Reading, ReadOptions, ReadReport, source_suffix
 from atomizer.readers.detect import detect_sensor
 from atomizer.readers.matching import (
@@ -29,25 +29,25 @@ from atomizer.sensors.spec import SensorSpec
 
 
 def load_item(source: str | Path) -> Any:
-    """A ``pystac.Item`` from a path or URL; a missing or malformed item is a ReaderError."""
+    """A ``pystac.Item`` from a path or URL, validated at the boundary (see
+    :mod:`atomizer.readers.stac_model`); a missing or malformed item is a ReaderError."""
     import pystac
+    from pystac.utils import is_absolute_href, make_absolute_href
+
+    from atomizer.readers.stac_model import read_item_dict
 
     text = str(source)
-    if "://" not in text and not Path(text).is_file():
-        raise ReaderError(f"STAC item {text} does not exist; check the path")
+    data, _ = read_item_dict(text)
+    href = text if is_absolute_href(text) else make_absolute_href(text)
     try:
-        return pystac.Item.from_file(text)
-    except json.JSONDecodeError as exc:
-        raise ReaderError(f"{text}: not valid JSON ({exc}); is it a STAC item?") from None
+        return pystac.Item.from_dict(data, href=href, migrate=True, preserve_dict=False)
     except (pystac.STACError, pystac.STACTypeError) as exc:
-        raise ReaderError(f"{text}: not a STAC Item ({exc})") from None
-    except (KeyError, TypeError, ValueError) as exc:
+        raise ReaderError(f"{text}: not a STAC Item ({clip_text(exc)})") from None
+    except (KeyError, TypeError, ValueError) as exc:  # what the model does not cover, pystac checks
         raise ReaderError(
-            f"{text}: not a readable STAC Item (missing or malformed field: {exc}); check it with "
-            "a STAC validator"
+            f"{text}: not a readable STAC Item ({type(exc).__name__}: {clip_text(exc)}); check "
+            "it with a STAC validator"
         ) from None
-    except OSError as exc:
-        raise ReaderError(f"{text}: cannot read the item ({exc})") from None
 
 
 def asset_infos(item: Any) -> list[AssetInfo]:
@@ -55,7 +55,7 @@ def asset_infos(item: Any) -> list[AssetInfo]:
     out = []
     for key, asset in item.assets.items():
         fields = asset.extra_fields
-        where = f"{item.id}: asset {key!r}"
+        where = f"{clip_text(item.id, max_chars=80)}: asset {clip_text(key, max_chars=80)!r}"
         href = asset.get_absolute_href() or asset.href
         gsd = fields.get("gsd")
         out.append(
@@ -135,10 +135,10 @@ class StacReader:
         item = load_item(source)
         assets = asset_infos(item)
         if sensor is None:
-            if sensors is None:
-                from atomizer.plugins.host import default_host
+            if sensors is None:  # detect among atomizer's own sensors, whatever the environment
+                from atomizer.plugins.host import builtin_host
 
-                sensors = default_host().sensors
+                sensors = builtin_host().sensors
             sensor, how = detect_sensor(
                 item.properties, assets, sensors, source=label, item_id=item.id
             )

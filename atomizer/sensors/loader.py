@@ -1,12 +1,13 @@
-"""Reading sensor specs from YAML, resolving ``extends:``, and turning validation errors into lines.
+"""Reading sensor specs from YAML and merging a derived spec (``extends:``) over its parent.
 
-Every problem is reported as one line: ``FILE:LINE: key.path: what is wrong; what to write instead``.
+Files are read through :mod:`atomizer.documents` (bounded, duplicate keys refused) and validation
+errors rendered by :mod:`atomizer.config`, so every problem is one line:
+``FILE:LINE: key.path: what is wrong; what to write instead``.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from atomizer.config import render_errors
+from atomizer.documents import YamlDocument, read_yaml
 from atomizer.errors import SpecError
-from atomizer.sensors.spec import Band, SensorSpec
-
-#: libyaml's safe loader when available (specs with 1-nm response tables parse ~10x faster).
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from atomizer.sensors.spec import SensorSpec
 
 #: Keys a spec file may use on top of the :class:`SensorSpec` fields to derive from another spec.
 DERIVATION_KEYS = ("select_bands", "drop_bands", "band_defaults", "band_overrides")
@@ -35,6 +35,8 @@ class RawSpec:
     origin: str
     node: yaml.Node | None = None
     resolved: dict[str, Any] | None = field(default=None, repr=False)
+    #: The plugin that registered it (``None``: the provider it is listed under).
+    registrant: str | None = None
 
     @property
     def id(self) -> str:
@@ -42,153 +44,30 @@ class RawSpec:
         return str(value) if value is not None else ""
 
 
+def _spec_error(source: str):
+    def make(message: str) -> SpecError:
+        return SpecError(message.splitlines(), source=source)
+
+    return make
+
+
 def read_raw_spec(path: str | Path) -> RawSpec:
-    """Parse one YAML file into a :class:`RawSpec`; YAML syntax errors become a :class:`SpecError`."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such file; check the path", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read the file ({exc})", source=str(path)) from None
-    try:
-        node = yaml.compose(text, Loader=_LOADER)
-        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{where}: invalid YAML: {problem}", source=str(path)) from None
-    duplicates = _duplicate_keys(node)
-    if duplicates:
-        raise SpecError(
-            [f"{path}:{line}: {key}: the key appears twice in one mapping; keep one" for key, line in duplicates],
-            source=str(path),
-        )
-    if not isinstance(data, dict):
-        kind = "empty" if data is None else f"a {type(data).__name__}"
+    """Read one YAML file (within the document limits) into a :class:`RawSpec`; unreadable files,
+    YAML syntax errors and repeated keys become a :class:`SpecError`."""
+    doc = read_yaml(path, what="file", error=_spec_error(str(path)))
+    if not isinstance(doc.data, dict):
+        kind = "empty" if doc.data is None else f"a {type(doc.data).__name__}"
         raise SpecError(
             f"{path}:1: the file is {kind}; a sensor spec is a mapping with at least id, name, "
             "sources and bands",
             source=str(path),
         )
-    return RawSpec(data=data, origin=str(path), node=node)
-
-
-def _duplicate_keys(node: yaml.Node | None) -> list[tuple[str, int]]:
-    """Keys repeated within one YAML mapping (PyYAML silently keeps the last one)."""
-    out: list[tuple[str, int]] = []
-    stack = [node] if node is not None else []
-    while stack:
-        current = stack.pop()
-        if isinstance(current, yaml.MappingNode):
-            seen: set[str] = set()
-            for key_node, value_node in current.value:
-                if key_node.value in seen:
-                    out.append((str(key_node.value), key_node.start_mark.line + 1))
-                seen.add(key_node.value)
-                stack.append(value_node)
-        elif isinstance(current, yaml.SequenceNode):
-            stack.extend(current.value)
-    return sorted(out, key=lambda kv: kv[1])
-
-
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the YAML node at ``loc`` (the deepest existing prefix of it)."""
-    if node is None:
-        return None
-    line = node.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                if key_node.value == str(part):
-                    node = value_node
-                    # for an unknown key the key itself is the place to point at
-                    line = key_node.start_mark.line + 1
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(node.value):
-                node = node.value[part]
-                line = node.start_mark.line + 1
-            else:
-                return line
-        else:
-            return line
-    return line
+    return RawSpec(data=doc.data, origin=doc.origin, node=doc.node)
 
 
 def _where(raw: RawSpec, loc: tuple[Any, ...]) -> str:
     """``FILE:LINE`` of ``loc`` in the spec's YAML, or just the origin when there is no YAML."""
-    line = _line_of(raw.node, loc)
-    return f"{raw.origin}:{line}" if line is not None else raw.origin
-
-
-def _loc_text(loc: tuple[Any, ...], data: Mapping[str, Any] | None) -> str:
-    """``bands[3](B04).fwhm_nm``: a readable key path, naming bands as well as their index."""
-    out = ""
-    bands = data.get("bands") if isinstance(data, Mapping) else None
-    for i, part in enumerate(loc):
-        if isinstance(part, int):
-            out += f"[{part}]"
-            if i == 1 and loc[0] == "bands" and isinstance(bands, list) and part < len(bands):
-                name = bands[part].get("name") if isinstance(bands[part], dict) else None
-                if name:
-                    out += f"({name})"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    parent = loc[:-1]
-    if not parent:
-        return [*SensorSpec.model_fields, *DERIVATION_KEYS]
-    if parent[0] == "bands" and len(parent) == 2:
-        return list(Band.model_fields)
-    if parent and parent[-1] == "response":
-        return ["wavelength_nm", "value"]
-    if parent and parent[-1] == "stats":
-        return ["mean", "std"]
-    if parent and parent[-1] == "stac":
-        return ["platform", "constellation", "instruments"]
-    return []
-
-
-def _message(err: Mapping[str, Any]) -> str:
-    kind = err["type"]
-    loc = tuple(err["loc"])
-    if kind == "extra_forbidden":
-        key = str(loc[-1])
-        allowed = _allowed_keys(loc)
-        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
-        return f"unknown key {key!r}; {hint}"
-    if kind == "missing":
-        return f"required key {str(loc[-1])!r} is missing; add it"
-    msg = str(err["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix):]
-    if kind not in ("value_error", "assertion_error") and "input" in err:
-        given = err["input"]
-        if not isinstance(given, (dict, list)):
-            msg += f" (got {given!r})"
-    return msg
-
-
-def format_validation_error(
-    exc: ValidationError, *, origin: str, node: yaml.Node | None, data: Mapping[str, Any] | None
-) -> list[str]:
-    """One line per pydantic error: ``FILE:LINE: key.path: message``."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        line = _line_of(node, loc)
-        where = f"{origin}:{line}" if line is not None else origin
-        lines.append(f"{where}: {_loc_text(loc, data)}: {_message(err)}")
-    return lines
+    return YamlDocument(data=raw.data, node=raw.node, origin=raw.origin).where(loc)
 
 
 def _check_derivation_keys(raw: RawSpec) -> list[str]:
@@ -201,6 +80,13 @@ def _check_derivation_keys(raw: RawSpec) -> list[str]:
                     f"{_where(raw, (key,))}: {key}: only allowed together with "
                     "'extends: <sensor id>'"
                 )
+    if "extends" in d and "bands" in d and not (
+        isinstance(d["bands"], list) and all(isinstance(b, dict) for b in d["bands"])
+    ):
+        problems.append(
+            f"{_where(raw, ('bands',))}: bands: must be a list of band mappings (added to, or "
+            "replacing by name, the parent's bands)"
+        )
     for key in ("select_bands", "drop_bands"):
         if key in d and not (
             isinstance(d[key], list) and all(isinstance(x, str) for x in d[key])
@@ -236,7 +122,8 @@ def merge_extends(child: RawSpec, parent: dict[str, Any]) -> dict[str, Any]:
             out[key] = list(dict.fromkeys([*out[key], *value]))
             continue
         out[key] = copy.deepcopy(value)
-    bands = [dict(b) for b in out.get("bands", []) if isinstance(b, dict)]
+    parent_bands = out.get("bands") if isinstance(out.get("bands"), list) else []
+    bands = [dict(b) for b in parent_bands if isinstance(b, dict)]
     names = [b.get("name") for b in bands]
     problems = []
     for name in d.get("drop_bands", []) or []:
@@ -313,7 +200,8 @@ def validate_raw(raw: RawSpec, data: dict[str, Any] | None = None) -> SensorSpec
     try:
         spec = SensorSpec.model_validate(clean)
     except ValidationError as exc:
-        lines = format_validation_error(exc, origin=raw.origin, node=raw.node, data=clean)
+        doc = YamlDocument(data=clean, node=raw.node, origin=raw.origin)
+        lines = render_errors(exc, doc, model=SensorSpec, extra_keys={(): DERIVATION_KEYS})
         problems += [ln for ln in lines if "duplicate band name" not in ln]
         raise SpecError(problems, source=raw.origin) from None
     if problems:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from atomizer.plugins.hookspecs import hookimpl
+import pluggy
+
 from atomizer.sensors.registry import builtin_sensor_files
+
+#: The same marker as ``atomizer.hookimpl`` (pluggy identifies markers by project name), made here
+#: so that ``atomizer.sensors`` never imports ``atomizer.plugins``.
+hookimpl = pluggy.HookimplMarker("atomizer")
 
 
 @hookimpl

@@ -3,7 +3,13 @@
 Sources, in order: the built-in YAML files shipped in the package, the folders in
 ``ATOMIZER_SENSOR_PATH`` (``os.pathsep``-separated), ``$XDG_CONFIG_HOME/atomizer/sensors``
 (default ``~/.config/atomizer/sensors``), then whatever plugins register through
-``register_sensors``. ``extends:`` may point across sources (a user spec may extend a built-in).
+``register_sensors`` (the plugin host collects those and hands them to :func:`build_registry`).
+``extends:`` may point across sources (a user spec may extend a built-in).
+
+A broken contribution (an unreadable or invalid spec, a cycle, an id or alias that is already
+taken, a plugin registering something that is not a spec) is skipped and listed in
+``registry.problems`` under the file or plugin it came from; every other sensor stays usable, and
+the first registration of an id or alias wins, so a built-in is never shadowed.
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from atomizer.errors import DuplicateSensorError, SpecError, UnknownSensorError
-from atomizer.sensors.loader import RawSpec, merge_extends, read_raw_spec, spec_to_dict, validate_raw
+from atomizer.limits import clip_text
+from atomizer.sensors.loader import RawSpec, read_raw_spec, spec_to_dict, validate_raw
+from atomizer.sensors.resolve import is_spec_path, resolve_extends
 from atomizer.sensors.spec import SensorSpec
 
 SENSOR_PATH_ENV = "ATOMIZER_SENSOR_PATH"
-SPEC_SUFFIXES = (".yaml", ".yml")
+#: The provider name of the specs shipped with atomizer.
+BUILTIN_PROVIDER = "atomizer"
 
 
 def builtin_sensor_dir() -> Path:
@@ -59,7 +68,7 @@ def user_sensor_dirs(environ: Mapping[str, str] | None = None) -> list[Path]:
 def spec_files_in(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix in SPEC_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.iterdir() if is_spec_path(p) and p.is_file())
 
 
 class SensorRegistry:
@@ -69,8 +78,11 @@ class SensorRegistry:
         self._specs: dict[str, SensorSpec] = {}
         self._origins: dict[str, str] = {}
         self._providers: dict[str, str] = {}
+        self._registrants: dict[str, str] = {}
         self._names: dict[str, str] = {}  # lower-cased id or alias -> id
-        self.problems: list[str] = []  # filled when built with strict=False
+        self._skipped: dict[str, str] = {}  # lower-cased id of a skipped spec -> why
+        self.problems: list[str] = []  # one line per problem
+        self.problems_by_provider: dict[str, list[str]] = {}  # one entry per skipped contribution
 
     # --- building ---------------------------------------------------------------------------------
     def add(self, spec: SensorSpec, *, origin: str = "<python>", provider: str = "python") -> None:
@@ -87,68 +99,53 @@ class SensorRegistry:
         for name in spec.names():
             self._names[name] = spec.id
 
+    def skip(self, provider: str, lines: Iterable[str], sensor_id: str = "") -> None:
+        """Record a contribution of ``provider`` (a plugin, a folder) that was left out, and why."""
+        lines = list(lines)
+        self.problems.extend(lines)
+        self.problems_by_provider.setdefault(provider, []).append("; ".join(lines))
+        if sensor_id and lines:
+            self._skipped.setdefault(sensor_id.strip().lower(), lines[0])
+
     @classmethod
     def from_raw(cls, raws: Iterable[tuple[RawSpec, str]], *, strict: bool = True) -> SensorRegistry:
         """Resolve ``extends:`` across all raw specs, validate them, and index them.
 
-        ``raws`` are ``(raw_spec, provider)`` pairs. With ``strict=False`` a bad spec is recorded
-        in ``registry.problems`` and skipped instead of raising.
+        ``raws`` are ``(raw_spec, provider)`` pairs, earlier ones first. With ``strict=False`` a bad
+        spec is recorded in ``registry.problems`` and skipped instead of raising.
         """
         reg = cls()
-        entries = list(raws)
         by_id: dict[str, tuple[RawSpec, str]] = {}
-        for raw, provider in entries:
+        by_alias: dict[str, RawSpec] = {}
+        for raw, provider in raws:
             # a spec without an id is still validated (and reported) under its own key
             rid = raw.id.lower() or f"<no id>:{raw.origin}"
             if rid in by_id:
-                first = by_id[rid][0].origin
                 err = DuplicateSensorError(
-                    f"two sensor specs claim the id {raw.id!r}: {first} and {raw.origin}; "
-                    "rename one of them (or use 'extends:' to derive a variant)"
+                    f"two sensor specs claim the id {raw.id!r}: {by_id[rid][0].origin} and "
+                    f"{raw.origin}; rename one of them (or use 'extends:' to derive a variant)"
                 )
                 if strict:
                     raise err
-                reg.problems.append(str(err))
+                reg.skip(raw.registrant or provider, [str(err)])
                 continue
             by_id[rid] = (raw, provider)
+            aliases = raw.data.get("aliases")
+            for alias in aliases if isinstance(aliases, list) else []:
+                by_alias.setdefault(str(alias).lower(), raw)
 
-        def resolve(raw: RawSpec, chain: tuple[str, ...]) -> dict[str, Any]:
-            if raw.resolved is not None:
-                return raw.resolved
-            parent_id = raw.data.get("extends")
-            if parent_id is None:
-                raw.resolved = dict(raw.data)
-                return raw.resolved
-            key = str(parent_id).lower()
-            if key in chain:
-                raise SpecError(
-                    f"{raw.origin}: extends: circular 'extends' chain "
-                    f"{' -> '.join((*chain, key))}; break the cycle",
-                    source=raw.origin,
-                )
-            target = by_id.get(key) or next(
-                (v for v in by_id.values() if key in [str(a).lower() for a in v[0].data.get("aliases", []) or []]),
-                None,
-            )
-            if target is None:
-                close = difflib.get_close_matches(key, list(by_id), n=3)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise SpecError(
-                    f"{raw.origin}: extends: unknown sensor {parent_id!r}{hint}", source=raw.origin
-                )
-            parent = resolve(target[0], (*chain, key))
-            raw.resolved = merge_extends(raw, parent)
-            return raw.resolved
+        def find(key: str) -> RawSpec | None:
+            return by_id[key][0] if key in by_id else by_alias.get(key)
 
-        for rid, (raw, provider) in by_id.items():
+        for raw, provider in by_id.values():
             try:
-                data = resolve(raw, (rid,))
-                spec = validate_raw(raw, data)
+                spec = validate_raw(raw, resolve_extends(raw, find, by_id.keys))
                 reg.add(spec, origin=raw.origin, provider=provider)
+                reg._registrants[spec.id] = raw.registrant or provider
             except (SpecError, DuplicateSensorError) as exc:
                 if strict:
                     raise
-                reg.problems.extend(str(exc).splitlines())
+                reg.skip(raw.registrant or provider, str(exc).splitlines(), raw.id)
         return reg
 
     # --- lookup -----------------------------------------------------------------------------------
@@ -157,6 +154,10 @@ class SensorRegistry:
         key = str(name).strip().lower()
         if key in self._names:
             return self._specs[self._names[key]]
+        if key in self._skipped:
+            raise UnknownSensorError(
+                f"sensor {name!r} is not available: its spec was skipped ({self._skipped[key]})"
+            )
         close = difflib.get_close_matches(key, list(self._names), n=3, cutoff=0.4)
         close_ids = list(dict.fromkeys(self._names[c] for c in close))
         hint = f"; closest known: {', '.join(close_ids)}" if close_ids else ""
@@ -186,6 +187,21 @@ class SensorRegistry:
     def provider(self, sensor_id: str) -> str:
         return self._providers[self.get(sensor_id).id]
 
+    def registrant(self, sensor_id: str) -> str:
+        """The plugin (or folder) that contributed the spec."""
+        return self._registrants[self.get(sensor_id).id]
+
+
+def _spec_paths(item: Any) -> list[Path] | None:
+    """The YAML files a registered path, folder or package resource stands for (``None``: it is
+    not a path)."""
+    if isinstance(item, (str, os.PathLike)):
+        path = Path(item)
+        return spec_files_in(path) if path.is_dir() else [path]
+    if hasattr(item, "iterdir"):  # importlib.resources Traversable
+        return [Path(str(p)) for p in item.iterdir() if is_spec_path(p.name)]
+    return None
+
 
 def raw_from_registration(item: Any, *, provider: str) -> list[RawSpec]:
     """Turn what a plugin hands to ``register(...)`` into raw specs.
@@ -196,14 +212,60 @@ def raw_from_registration(item: Any, *, provider: str) -> list[RawSpec]:
         return [RawSpec(data=spec_to_dict(item), origin=f"<plugin {provider}>")]
     if isinstance(item, Mapping):
         return [RawSpec(data=dict(item), origin=f"<plugin {provider}>")]
-    if isinstance(item, (str, os.PathLike)):
-        path = Path(item)
-        if path.is_dir():
-            return [read_raw_spec(p) for p in spec_files_in(path)]
-        return [read_raw_spec(path)]
-    if hasattr(item, "iterdir"):  # importlib.resources Traversable
-        return [read_raw_spec(Path(str(p))) for p in item.iterdir() if p.name.endswith(SPEC_SUFFIXES)]
-    raise SpecError(
-        f"plugin {provider!r} registered a {type(item).__name__}; register a SensorSpec, a dict, "
-        "or the path of a YAML file or folder"
-    )
+    paths = _spec_paths(item)
+    if paths is None:
+        raise SpecError(
+            f"plugin {provider!r} registered {clip_text(repr(item), max_chars=60)}, which is not a "
+            "sensor spec; register a SensorSpec, a dict, or the path of a YAML file or folder"
+        )
+    return [read_raw_spec(p) for p in paths]
+
+
+def build_registry(
+    builtin: Iterable[tuple[Any, str]],
+    plugins: Iterable[tuple[Any, str]] = (),
+    *,
+    user_dirs: Iterable[Path] | None = None,
+    strict: bool = False,
+) -> SensorRegistry:
+    """Every sensor: ``builtin`` registrations, then the user's folders, then ``plugins`` (both
+    ``(item, plugin name)`` pairs; built-in specs are listed under the provider ``atomizer``).
+
+    ``user_dirs`` defaults to :func:`user_sensor_dirs` of the environment. With ``strict`` the first
+    problem raises; otherwise broken contributions are skipped and listed in ``registry.problems``
+    and ``problems_by_provider``."""
+    raws: list[tuple[RawSpec, str]] = []
+    read_problems: list[tuple[str, list[str]]] = []
+
+    def collect(item: Any, provider: str, registrant: str) -> None:
+        paths = None if isinstance(item, (SensorSpec, Mapping)) else _spec_paths(item)
+        found: list[RawSpec] = []
+        try:
+            if paths is None:
+                found = raw_from_registration(item, provider=registrant)
+        except SpecError as exc:
+            read_problems.append((registrant, exc.problems))
+        for path in paths or []:  # one unreadable file never hides its neighbours
+            try:
+                found.append(read_raw_spec(path))
+            except SpecError as exc:
+                read_problems.append((registrant, exc.problems))
+        for raw in found:
+            raw.registrant = registrant
+            raws.append((raw, provider))
+
+    for item, plugin in builtin:
+        collect(item, BUILTIN_PROVIDER, plugin)
+    for folder in user_sensor_dirs() if user_dirs is None else user_dirs:
+        for path in spec_files_in(folder):
+            collect(path, f"user:{folder}", f"user:{folder}")
+    for item, plugin in plugins:
+        collect(item, plugin, plugin)
+    if strict and read_problems:
+        raise SpecError([line for _, lines in read_problems for line in lines])
+    registry = SensorRegistry.from_raw(raws, strict=strict)
+    validation_problems, registry.problems = registry.problems, []
+    for provider, lines in read_problems:
+        registry.skip(provider, lines)
+    registry.problems.extend(validation_problems)
+    return registry

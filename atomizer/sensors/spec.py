@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from atomizer.config import StrictModel
 
 #: Valid centre wavelengths, in nm. Anything below is almost certainly micrometres (0.665) and
 #: anything above is outside the optical / thermal range this toolkit models.
@@ -45,18 +47,51 @@ COMMON_NAME_RANGES_NM: dict[str, tuple[float, float]] = {
 }
 COMMON_NAME_TOLERANCE_NM = 15.0
 
+#: Physical ranges of the other numbers a spec (or a STAC item, or a raster's metadata) may give.
+#: NaN and infinity are refused everywhere (a no-data marker excepted); these bounds catch the
+#: absurd rest (a GSD of 1e-300 m, a scale of 1e39 that overflows float32 values).
+GSD_RANGE_M = (0.01, 100_000.0)
+MIN_FWHM_NM = 0.01
+#: ``|scale|`` range: DN * scale + offset must stay well inside float32.
+SCALE_RANGE = (1e-12, 1e6)
+#: ``|offset|`` and ``|stats.mean|`` at most this (physical units).
+MAX_ABS_OFFSET = 1e9
+
 Modality = Literal["optical", "thermal", "sar"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+def check_scale(v: float | None) -> float | None:
+    """``v`` when it is a usable scale (``SCALE_RANGE`` in absolute value), else ValueError."""
+    if v is not None and not (SCALE_RANGE[0] <= abs(v) <= SCALE_RANGE[1]):
+        raise ValueError(
+            f"scale {v:g} is outside {SCALE_RANGE[0]:g}..{SCALE_RANGE[1]:g} in absolute value; "
+            "physical = DN * scale + offset"
+        )
+    return v
 
 
-class SpectralResponse(_Strict):
+def check_offset(v: float | None) -> float | None:
+    """``v`` when it is a usable offset (at most ``MAX_ABS_OFFSET`` in absolute value)."""
+    if v is not None and abs(v) > MAX_ABS_OFFSET:
+        raise ValueError(f"offset {v:g} is beyond +-{MAX_ABS_OFFSET:g}; check the units")
+    return v
+
+
+def check_gsd_m(v: float) -> float:
+    """``v`` when it is a plausible ground sampling distance (``GSD_RANGE_M``), else ValueError."""
+    lo, hi = GSD_RANGE_M
+    if not (math.isfinite(v) and lo <= v <= hi):
+        raise ValueError(f"GSD {v:g} m is outside the physical range {lo:g}-{hi:g} m")
+    return v
+
+
+class SpectralResponse(StrictModel):
     """A tabulated relative spectral response: ``value[i]`` at ``wavelength_nm[i]`` (ascending)."""
 
-    wavelength_nm: list[float] = Field(min_length=2)
-    value: list[float] = Field(min_length=2)
+    wavelength_nm: list[float] = Field(
+        min_length=2, description="Ascending finite wavelengths in nanometres."
+    )
+    value: list[float] = Field(min_length=2, description="Relative response, finite and >= 0.")
 
     @model_validator(mode="after")
     def _check(self) -> SpectralResponse:
@@ -74,14 +109,16 @@ class SpectralResponse(_Strict):
         return self
 
 
-class BandStats(_Strict):
+class BandStats(StrictModel):
     """Normalisation statistics of a band's physical values (after scale/offset)."""
 
-    mean: float
-    std: float = Field(gt=0)
+    mean: float = Field(
+        ge=-MAX_ABS_OFFSET, le=MAX_ABS_OFFSET, description="Finite mean of the physical values."
+    )
+    std: float = Field(gt=0, le=MAX_ABS_OFFSET, description="Finite standard deviation, > 0.")
 
 
-class Band(_Strict):
+class Band(StrictModel):
     """One spectral band of a sensor."""
 
     name: str = Field(min_length=1, description="Band name as the agency writes it, e.g. B04.")
@@ -90,12 +127,29 @@ class Band(_Strict):
     )
     description: str | None = None
     center_wavelength_nm: float = Field(description="Centre wavelength in nanometres.")
-    fwhm_nm: float = Field(gt=0, description="Full width at half maximum in nanometres.")
-    gsd_m: float = Field(gt=0, description="Native ground sampling distance in metres.")
+    fwhm_nm: float = Field(
+        ge=MIN_FWHM_NM,
+        description=f"Full width at half maximum in nanometres ({MIN_FWHM_NM:g} nm up to the centre).",
+    )
+    gsd_m: float = Field(
+        gt=0,
+        description=f"Native ground sampling distance in metres ({GSD_RANGE_M[0]:g}-"
+        f"{GSD_RANGE_M[1]:g} m).",
+    )
     response: SpectralResponse | None = None
-    scale: float | None = Field(default=None, description="physical = DN * scale + offset")
-    offset: float | None = None
-    nodata: float | None = Field(default=None, description="Digital number that marks no data.")
+    scale: float | None = Field(
+        default=None,
+        description=f"physical = DN * scale + offset; |scale| in {SCALE_RANGE[0]:g}..{SCALE_RANGE[1]:g}.",
+    )
+    offset: float | None = Field(
+        default=None, description=f"Added after the scale; |offset| <= {MAX_ABS_OFFSET:g}."
+    )
+    nodata: float | None = Field(
+        default=None,
+        allow_inf_nan=True,
+        description="Digital number that marks no data (NaN allowed: non-finite values are "
+        "never atoms anyway).",
+    )
     stats: BandStats | None = None
     asset_keys: list[str] = Field(
         default_factory=list, description="STAC asset keys that hold this band, most likely first."
@@ -110,6 +164,21 @@ class Band(_Strict):
         if isinstance(v, (bool, str)):
             raise ValueError(f"must be a number, not {type(v).__name__} {v!r}")
         return v
+
+    @field_validator("gsd_m")
+    @classmethod
+    def _gsd_in_range(cls, v: float) -> float:
+        return check_gsd_m(v)
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_in_range(cls, v: float | None) -> float | None:
+        return check_scale(v)
+
+    @field_validator("offset")
+    @classmethod
+    def _offset_in_range(cls, v: float | None) -> float | None:
+        return check_offset(v)
 
     @field_validator("center_wavelength_nm")
     @classmethod
@@ -176,7 +245,7 @@ class Band(_Strict):
         return self.center_wavelength_nm + self.fwhm_nm / 2
 
 
-class StacHints(_Strict):
+class StacHints(StrictModel):
     """Values of STAC item properties that identify items of this sensor (case-insensitive)."""
 
     platform: list[str] = Field(default_factory=list)
@@ -188,7 +257,7 @@ class StacHints(_Strict):
 MASK_NAMES = ("nodata", "saturated", "cloud", "shadow", "cirrus", "snow", "water")
 
 
-class QualityMask(_Strict):
+class QualityMask(StrictModel):
     """A product's quality layer: which asset holds it and which values mean what.
 
     ``encoding: classes``: each flag lists the layer's class values (Sentinel-2 L2A ``SCL``);
@@ -211,10 +280,10 @@ class QualityMask(_Strict):
         return self
 
 
-class SensorSpec(_Strict):
+class SensorSpec(StrictModel):
     """A sensor: identity, provenance, STAC matching hints and its band table.
 
-    Build one from YAML through :func:`atomizer.sensors.load_spec_file` or the registry; a spec
+    Build one from YAML through :func:`atomizer.sensors.resolve_sensor` or the registry; a spec
     that ``extends:`` another is resolved by the registry before it becomes a ``SensorSpec``.
     """
 

@@ -1,6 +1,6 @@
 """Simulate any sensor from a hyperspectral cube or a spectral library.
 
-    >>> sim = Simulator(get_sensor("aviris-indian-pines-1992-corrected"), get_sensor("landsat8"),
+    >>> sim = Simulator(sensor_spec("aviris-indian-pines-1992-corrected"), sensor_spec("landsat8"),
     ...                 bands=["B2", "B3", "B4", "B5"], gsd_m=30)
     >>> atoms = sim.atoms(cube)            # (H, W, 200) cube -> AtomSet of 4 bands at 30 m
 
@@ -28,6 +28,7 @@ from atomizer.atoms.atomset import (
     pixel_centres_m,
 )
 from atomizer.errors import SimulationError
+from atomizer.plugins.host import sensor_spec
 from atomizer.sensors.spec import Band, SensorSpec
 from atomizer.simulate.spatial import GSD_RTOL, aggregate
 from atomizer.simulate.spectral import (
@@ -301,7 +302,7 @@ class SimulatorCache:
         if isinstance(sensor, SensorSpec):
             return sensor
         if sensor not in self._specs:
-            self._specs[sensor] = resolve_sensor(sensor, host)
+            self._specs[sensor] = sensor_spec(sensor, host)
         return self._specs[sensor]
 
     def remember(self, spec: SensorSpec) -> None:
@@ -349,15 +350,6 @@ class SimulatorCache:
         return len(self._items)
 
 
-def resolve_sensor(sensor: SensorSpec | str, host: Any = None) -> SensorSpec:
-    """A spec, by id / alias / YAML path, or as given."""
-    if isinstance(sensor, SensorSpec):
-        return sensor
-    from atomizer.sensors import get_sensor
-
-    return get_sensor(sensor, host=host)
-
-
 def simulate(
     cube: np.ndarray,
     source: SpectralTable | SensorSpec | str,
@@ -374,10 +366,10 @@ def simulate(
 
     ``source`` and ``target`` may be sensor ids, YAML paths or specs. See :class:`Simulator`.
     """
-    src = source if isinstance(source, SpectralTable) else resolve_sensor(source, host)
+    src = source if isinstance(source, SpectralTable) else sensor_spec(source, host)
     sim = Simulator(
         src,
-        resolve_sensor(target, host),
+        sensor_spec(target, host),
         bands=bands,
         gsd_m=gsd_m,
         skip_unsupported=skip_unsupported,
@@ -397,10 +389,10 @@ def simulate_spectra(
     host: Any = None,
 ) -> tuple[np.ndarray, tuple[Band, ...]]:
     """Target band values ``(M, C_target)`` of a library ``(M, C_source)``, and the bands."""
-    src = source if isinstance(source, SpectralTable) else resolve_sensor(source, host)
+    src = source if isinstance(source, SpectralTable) else sensor_spec(source, host)
     sim = Simulator(
         src,
-        resolve_sensor(target, host),
+        sensor_spec(target, host),
         bands=bands,
         skip_unsupported=skip_unsupported,
         min_coverage=min_coverage,

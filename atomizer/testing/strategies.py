@@ -257,7 +257,8 @@ BAND_PROBLEMS = (
     "band_missing_key", "band_unknown_key", "micrometres", "fwhm_too_wide", "fwhm_not_positive",
     "gsd_not_positive", "not_a_number", "non_finite", "unknown_common_name",
     "common_name_mismatch", "response_length", "response_order", "response_off_centre",
-    "stats_std", "out_of_range",
+    "stats_std", "out_of_range", "absurd_gsd", "bad_scale", "response_non_finite",
+    "stats_non_finite",
 )
 #: Labels of the spec-level problems (``missing_<key>`` for each required key).
 SPEC_PROBLEMS = (
@@ -305,6 +306,16 @@ def _bad_band(draw: st.DrawFn, band: dict[str, Any], kind: str) -> None:
         band["response"] = {"wavelength_nm": [c + 10, c + 20], "value": [1.0, 1.0]}
     elif kind == "stats_std":
         band["stats"] = {"mean": 0.1, "std": draw(_floats(-1.0, 0.0))}
+    elif kind == "absurd_gsd":
+        band["gsd_m"] = draw(st.sampled_from([float("inf"), float("nan"), 1e-300, 1e-3, 1e9]))
+    elif kind == "bad_scale":
+        band["scale"] = draw(st.sampled_from([float("nan"), float("inf"), 0.0, 1e39, -1e-300]))
+    elif kind == "response_non_finite":
+        band["response"] = {"wavelength_nm": [c - 1, c, c + 1],
+                            "value": [0.5, draw(st.sampled_from([float("nan"), float("inf")])), 0.5]}
+    elif kind == "stats_non_finite":
+        band["stats"] = {"mean": draw(st.sampled_from([float("nan"), float("inf"), 1e300])),
+                         "std": 0.1}
     elif kind == "out_of_range":
         band["center_wavelength_nm"] = draw(st.sampled_from([100.0, 20000.0, 1e6]))
         band["fwhm_nm"] = 10.0

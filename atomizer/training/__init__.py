@@ -14,35 +14,30 @@ Names are imported lazily (importing this package does not import torch).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from atomizer._lazy import lazy_exports
 
 _EXPORTS = {
-    "ExperimentConfig": "atomizer.training.config",
-    "load_config": "atomizer.training.config",
-    "apply_overrides": "atomizer.training.overrides",
-    "Trainer": "atomizer.training.trainer",
-    "TrainSettings": "atomizer.training.trainer",
-    "TrainResult": "atomizer.training.trainer",
-    "evaluate_model": "atomizer.training.evaluate",
-    "Checkpoint": "atomizer.training.checkpoint",
-    "load_checkpoint": "atomizer.training.checkpoint",
-    "save_checkpoint": "atomizer.training.checkpoint",
-    "WarmupCosineSchedule": "atomizer.training.schedule",
-    "build_optimizer": "atomizer.training.schedule",
-    "seed_everything": "atomizer.training.seed",
-    "DistContext": "atomizer.training.distributed",
-    "RunLogger": "atomizer.training.logging",
-    "train_one": "atomizer.training.runner",
-    "evaluate_checkpoint": "atomizer.training.runner",
-    "run_experiment": "atomizer.training.runner",
-    "write_report": "atomizer.training.report",
+    "ExperimentConfig": "config",
+    "load_config": "config",
+    "apply_overrides": "overrides",
+    "Trainer": "trainer",
+    "TrainSettings": "trainer",
+    "TrainResult": "trainer",
+    "evaluate_model": "evaluate",
+    "Checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "WarmupCosineSchedule": "schedule",
+    "build_optimizer": "schedule",
+    "seed_everything": "seed",
+    "DistContext": "distributed",
+    "RunLogger": "logging",
+    "train_one": "runner",
+    "evaluate_checkpoint": "runner",
+    "run_experiment": "runner",
+    "write_report": "report",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'atomizer.training' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

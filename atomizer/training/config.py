@@ -17,33 +17,27 @@ import copy
 import difflib
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from atomizer import config as config_pipeline
+from atomizer.config import LocatedError, StrictModel
 from atomizer.data.modality import Modality
+from atomizer.documents import YamlDocument, read_yaml
 from atomizer.errors import ConfigError
 from atomizer.evaluation.metrics import METRIC_NAMES
+from atomizer.sensors.resolve import is_spec_path
 from atomizer.training.overrides import (  # parse_override is re-exported for callers
     apply_overrides,
-    key_path_text,
     parse_override,  # noqa: F401
 )
 
 #: The reference batch size of the linear learning-rate scaling rule lr = base_lr * batch / 256.
 LR_REFERENCE_BATCH = 256
-#: Separates a JSON key path from its message inside cross-field validation errors.
-_LOC_SEP = "\t"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     """Which dataset, where it lives, and loader options passed through to it."""
 
     dataset: str = Field(
@@ -66,11 +60,6 @@ class DataConfig(_Strict):
     num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
 
 
-def is_spec_file(sensor: str) -> bool:
-    """True when a modality's ``sensor`` names a YAML spec file rather than a registry id."""
-    return sensor.endswith((".yaml", ".yml"))
-
-
 def modality_key(m: Modality) -> tuple:
     """What makes two modalities the same: sensor, band set, GSD and size."""
     bands = tuple(sorted(b.lower() for b in m.bands)) if m.bands else None
@@ -78,7 +67,7 @@ def modality_key(m: Modality) -> tuple:
     return (m.sensor.lower(), bands, gsd, m.size_px)
 
 
-class ModelEntry(_Strict):
+class ModelEntry(StrictModel):
     """One model to train: a registry name plus overrides of its config."""
 
     name: str = Field(min_length=1)
@@ -90,7 +79,7 @@ class ModelEntry(_Strict):
         return self.label or self.name
 
 
-class OptimizerConfig(_Strict):
+class OptimizerConfig(StrictModel):
     """AdamW with lr = base_lr * batch_size / 256, linear warmup, then cosine decay."""
 
     base_lr: float = Field(default=1e-3, gt=0, description="Learning rate at batch size 256.")
@@ -109,14 +98,14 @@ class OptimizerConfig(_Strict):
         return v
 
 
-class TaskConfig(_Strict):
+class TaskConfig(StrictModel):
     """The prediction task: multi-label (BigEarthNet) or multi-class (Indian Pines, EuroSAT)."""
 
     type: Literal["multilabel", "multiclass"]
     num_classes: int = Field(ge=2)
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(StrictModel):
     """One experiment: data, modalities, models and training settings."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -234,9 +223,7 @@ class ExperimentConfig(_Strict):
                     )
                 )
         if problems:
-            raise ValueError(
-                "\n".join(f"{json.dumps(loc)}{_LOC_SEP}{msg}" for loc, msg in problems)
-            )
+            raise LocatedError(problems)
         return self
 
     # --- derived values ---------------------------------------------------------------------------
@@ -286,106 +273,13 @@ class ExperimentConfig(_Strict):
 
 
 # --- loading --------------------------------------------------------------------------------------
-def _line_of(node: yaml.Node | None, loc: Sequence[Any]) -> int | None:
-    """1-based line of the deepest YAML node on ``loc`` (the key itself for a mapping entry)."""
-    if node is None:
-        return None
-    line = node.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if match is None:
-                return line
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif (
-            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
-        ):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
-def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
-    """The pydantic model that owns the mapping at ``loc`` (for 'did you mean' hints)."""
-    model: type[BaseModel] | None = ExperimentConfig
-    for part in loc:
-        if isinstance(part, int) or model is None:
-            continue
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return None
-        ann = field.annotation
-        args = getattr(ann, "__args__", ()) or ()
-        model = next(
-            (a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None
-        )
-    return model
-
-
-def _message(err: Mapping[str, Any]) -> str:
-    kind, loc = err["type"], tuple(err["loc"])
-    if kind == "extra_forbidden":
-        owner = _model_at(loc[:-1])
-        allowed = list(owner.model_fields) if owner else []
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
-        return f"unknown key {loc[-1]!r}; {hint}"
-    if kind == "missing":
-        return f"required key {loc[-1]!r} is missing; add it"
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    given = err.get("input")
-    if kind != "value_error" and not isinstance(given, (dict, list)):
-        msg += f" (got {given!r})"
-    return msg
-
-
-def format_errors(exc: ValidationError, origin: str, node: yaml.Node | None) -> list[str]:
-    """One ``FILE:LINE: key.path: message`` line per validation problem."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        base = tuple(err["loc"])
-        for part in _message(err).split("\n"):
-            loc, msg = base, part
-            if _LOC_SEP in part:  # a cross-field problem that names its own key path
-                loc_text, msg = part.split(_LOC_SEP, 1)
-                loc = (*base, *json.loads(loc_text))
-            line = _line_of(node, loc)
-            where = f"{origin}:{line}" if line is not None else origin
-            lines.append(f"{where}: {key_path_text(loc)}: {msg}")
-    return lines
-
-
-def read_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
-    """The mapping in a YAML file and its node tree (for line numbers)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config ({exc})") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: an experiment config is a mapping (name, data, task, ...)")
-    return data, node
-
-
 def validate_config(
-    data: Mapping[str, Any], *, origin: str = "<config>", node: yaml.Node | None = None
+    data: Any, *, origin: str | None = None, doc: YamlDocument | None = None
 ) -> ExperimentConfig:
     """Validate a raw mapping into an :class:`ExperimentConfig` (else a :class:`ConfigError`)."""
-    try:
-        return ExperimentConfig.model_validate(dict(data))
-    except ValidationError as exc:
-        raise ConfigError("\n".join(format_errors(exc, origin, node))) from None
+    return config_pipeline.validate_config(
+        ExperimentConfig, data, doc, origin=origin, error=ConfigError, what="an experiment config"
+    )
 
 
 def _absolute(value: Any, base: Path) -> Any:
@@ -405,28 +299,38 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             if (
                 isinstance(m, dict)
                 and isinstance(m.get("sensor"), str)
-                and is_spec_file(m["sensor"])
+                and is_spec_path(m["sensor"])
             ):
                 m["sensor"] = _absolute(m["sensor"], base)
     return out
 
 
 def load_config(
-    path: str | Path, overrides: Iterable[str] = (), *, known_models: Iterable[str] | None = None
+    path: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    known_models: Iterable[str] | None = None,
+    known_datasets: Iterable[str] | None = None,
 ) -> ExperimentConfig:
     """Read, override, validate and check an experiment YAML file.
 
-    ``known_models`` (the model registry's names) makes unknown model names an error.
+    ``known_models`` / ``known_datasets`` (the registries' names) make unknown model names and an
+    unknown ``data.dataset`` an error located in the file.
     Relative paths written in the file are relative to the file; those given in overrides are
     relative to the current directory.
     """
     path = Path(path)
-    raw, node = read_yaml(path)
-    raw = resolve_paths(raw, path.resolve().parent)
-    raw = resolve_paths(apply_overrides(raw, overrides), Path.cwd())  # lines still match the file
-    config = validate_config(raw, origin=str(path), node=node)
+    doc = read_yaml(path, what="config file", error=ConfigError)
+    raw = doc.data
+    if isinstance(raw, dict):
+        raw = resolve_paths(raw, path.resolve().parent)
+        # overrides are relative to the working folder; line numbers still match the file
+        raw = resolve_paths(apply_overrides(raw, overrides), Path.cwd())
+    config = validate_config(raw, doc=doc)
     if known_models is not None:
-        check_model_names(config, known_models, origin=str(path), node=node)
+        check_model_names(config, known_models, doc=doc)
+    if known_datasets is not None:
+        check_dataset_name(config, known_datasets, doc=doc)
     return config
 
 
@@ -434,20 +338,33 @@ def check_model_names(
     config: ExperimentConfig,
     known: Iterable[str],
     *,
-    origin: str = "<config>",
-    node: yaml.Node | None = None,
+    doc: YamlDocument | None = None,
 ) -> None:
     """Raise :class:`ConfigError` naming every model entry the registry does not know."""
     names = sorted(n.lower() for n in known)
     problems = []
     for i, m in enumerate(config.models):
         if m.name.lower() not in names:
-            line = _line_of(node, ("models", i, "name"))
-            where = f"{origin}:{line}" if line is not None else origin
-            close = difflib.get_close_matches(m.name.lower(), names, n=1, cutoff=0.5)
-            hint = (
-                f"did you mean {close[0]!r}?" if close else f"known: {', '.join(names) or 'none'}"
-            )
+            where = doc.where(("models", i, "name")) if doc is not None else "<config>"
+            hint = _did_you_mean(m.name, names)
             problems.append(f"{where}: models[{i}].name: unknown model {m.name!r}; {hint}")
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def check_dataset_name(
+    config: ExperimentConfig, known: Iterable[str], *, doc: YamlDocument | None = None
+) -> None:
+    """Raise :class:`ConfigError` when no registered dataset has the name ``data.dataset``."""
+    names = sorted(n.lower() for n in known)
+    if config.data.dataset.lower() not in names:
+        where = doc.where(("data", "dataset")) if doc is not None else "<config>"
+        raise ConfigError(
+            f"{where}: data.dataset: unknown dataset {config.data.dataset!r}; "
+            f"{_did_you_mean(config.data.dataset, names)}"
+        )
+
+
+def _did_you_mean(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}?" if close else f"known: {', '.join(names) or 'none'}"

@@ -1,4 +1,4 @@
-"""Experiment data: the dataset named in a config, built for one split and one modality.
+"""Experiment data: the dataset named in a config, built once per split and modality.
 
 ``data.dataset`` names a dataset registered through the ``register_datasets`` hook (built in:
 ``indian-pines``, ``bigearthnet``, ``eurosat``, ``earthlib``; plugins add more; see
@@ -31,10 +31,9 @@ class DatasetBuilder:
     def __init__(
         self, data: DataConfig, task: TaskConfig | None = None, *, host: Any = None
     ) -> None:
-        if host is None:
-            from atomizer.plugins.host import default_host
+        from atomizer.plugins.host import host_or_builtin
 
-            host = default_host()
+        host = host_or_builtin(host)  # None: atomizer's own datasets and sensors only
         self.data = data
         self.task = task
         self.host = host
@@ -46,9 +45,16 @@ class DatasetBuilder:
         self.factory = as_factory(item, self.name)
         self.factory.check(self.name, data)
         self.cache: dict[str, Any] = {}
+        self._built: dict[str, Any] = {}
 
     def build(self, split: str, modality: Modality | None) -> Any:
-        """The dataset of ``split`` seen through ``modality``."""
+        """The dataset of ``split`` seen through ``modality``, built once per builder."""
+        key = f"{split}:{modality.model_dump_json() if modality is not None else 'raw'}"
+        if key not in self._built:
+            self._built[key] = self._build(split, modality)
+        return self._built[key]
+
+    def _build(self, split: str, modality: Modality | None) -> Any:
         try:
             ds = self.factory(
                 self.data, split=split, modality=modality, host=self.host, cache=self.cache

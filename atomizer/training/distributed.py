@@ -42,12 +42,26 @@ class DistContext:
         if self.is_distributed:
             dist.barrier()
 
-    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+    @classmethod
+    def from_process_group(cls) -> DistContext:
+        """Where this process stands in the process group its caller already joined (a single
+        process when none is initialised)."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return cls()
+        rank = dist.get_rank()
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        return cls(rank=rank, world_size=dist.get_world_size(), local_rank=local)
+
+    def wrap(
+        self, model: nn.Module, device: torch.device, *, find_unused_parameters: bool = False
+    ) -> nn.Module:
         """``model`` in DistributedDataParallel when running several processes, else unchanged."""
         if not self.is_distributed:
             return model
         ids = [device.index] if device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=ids, find_unused_parameters=find_unused_parameters
+        )
 
     def gather_objects(self, obj: Any) -> list[Any]:
         """``obj`` from every rank, in rank order (just ``[obj]`` in a single process)."""

@@ -24,7 +24,16 @@ from torch import nn
 
 from atomizer.data.modality import Modality
 from atomizer.errors import CheckpointError, ConfigError, ModalityError, OutputError
-from atomizer.training.checkpoint import latest_checkpoint, load_checkpoint, read_meta
+from atomizer.models.registry import ModelPlan, plan_model
+from atomizer.training.checkpoint import (
+    CheckpointContent,
+    CheckpointRecord,
+    RecordFile,
+    latest_checkpoint,
+    load_checkpoint,
+    load_weights,
+    read_record,
+)
 from atomizer.training.config import ExperimentConfig, ModelEntry, validate_config
 from atomizer.training.datasets import DatasetBuilder, modality_bands
 from atomizer.training.distributed import DistContext
@@ -41,13 +50,13 @@ def _config_fields(name: str, host: Any) -> set[str] | None:
 
 def default_layout(config: ExperimentConfig, host: Any) -> dict[str, Any]:
     """A raster layout over the union of the training modalities' bands (first sensor's spec)."""
-    from atomizer.sensors import get_sensor
+    from atomizer.plugins.host import sensor_spec
 
     first = config.train_modalities[0]
-    spec = get_sensor(first.sensor, host)
+    spec = sensor_spec(first.sensor, host)
     wanted: list[str] = []
     for m in config.train_modalities:
-        other = get_sensor(m.sensor, host)
+        other = sensor_spec(m.sensor, host)
         for name in m.band_names(other):
             band = other.band(name)
             try:
@@ -84,11 +93,9 @@ def build(name: str, params: Mapping[str, Any], host: Any) -> nn.Module:
     return build_model(name, dict(params), host=host)
 
 
-def model_record(model: nn.Module, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """What a checkpoint stores to rebuild ``model``: its name and full config."""
-    cfg = getattr(model, "config", None)
-    dumped = cfg.model_dump(mode="json") if hasattr(cfg, "model_dump") else dict(params)
-    return {"model_name": name, "model_config": dumped}
+def plan_entry(entry: ModelEntry, config: ExperimentConfig, host: Any) -> ModelPlan:
+    """The validated, sized (not built) model of ``entry`` under ``config``'s task."""
+    return plan_model(entry.name, model_params(entry, config, host), host=host)
 
 
 def check_readable(
@@ -115,6 +122,24 @@ def run_dir_for(output_dir: str | Path, entry: ModelEntry, seed: int) -> Path:
     return Path(output_dir) / entry.row / f"seed-{seed}"
 
 
+def _run_content(config: ExperimentConfig, entry: ModelEntry, plan: ModelPlan):
+    return CheckpointContent(
+        experiment=config.model_dump(mode="json"),
+        experiment_fingerprint=config.fingerprint(entry),
+        model_label=entry.row,
+        model_name=plan.name,
+        model_params=plan.config,
+    )
+
+
+def _finished_run(ref: RecordFile, host: Any) -> TrainResult:
+    """The result of a finished run, rebuilt from its last checkpoint."""
+    model, ckpt = load_model(ref.path, host=host)
+    rec = ckpt.record
+    return TrainResult(ref.path.parent.parent, ref.path, rec.epoch, rec.global_step,
+                       list(rec.history), True, model.train())
+
+
 def train_one(
     config: ExperimentConfig,
     entry: ModelEntry,
@@ -124,53 +149,40 @@ def train_one(
     run_dir: str | Path | None = None,
     resume: bool | str = False,
     builder: DatasetBuilder | None = None,
+    plan: ModelPlan | None = None,
     dist: DistContext | None = None,
     progress: bool = False,
     stop_after_steps: int | None = None,
 ) -> TrainResult:
-    """Train ``entry`` with ``seed``; ``resume="auto"`` resumes a partial run, skips a done one."""
+    """Train ``entry`` with ``seed``; ``resume="auto"`` resumes a partial run, skips a done one.
+
+    The model is built once, by the trainer right after seeding (``plan``, when given, is its
+    validated config); ``builder`` builds each dataset once and may be shared between runs.
+    """
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config.output_dir, entry, seed)
-    params = model_params(entry, config, host)
-    probe = build(entry.name, params, host)  # validates the model config before any data work
-    meta = {
-        "experiment": config.model_dump(mode="json"),
-        "experiment_fingerprint": config.fingerprint(entry),
-        "model_label": entry.row,
-        **model_record(probe, entry.name, params),
-    }
-    del probe
+    plan = plan or plan_entry(entry, config, host)  # the model config, before any data work
+    content = _run_content(config, entry, plan)
     existing = latest_checkpoint(run_dir)
     if existing is not None:
-        old = read_meta(existing)
-        if old.get("experiment_fingerprint") != meta["experiment_fingerprint"]:
+        old = read_record(existing)
+        if old.record.experiment_fingerprint != content.experiment_fingerprint:
             raise OutputError(
                 f"{run_dir} holds a run of another config (fingerprint "
-                f"{old.get('experiment_fingerprint')} != {meta['experiment_fingerprint']}); "
+                f"{old.record.experiment_fingerprint} != {content.experiment_fingerprint}); "
                 "choose another output folder or delete that run"
             )
-        if resume == "auto" and old.get("finished"):
-            ckpt = load_checkpoint(existing)
-            model = build(entry.name, ckpt.meta["model_config"], host)
-            model.load_state_dict(ckpt.model_state)
-            return TrainResult(
-                run_dir,
-                existing,
-                ckpt.epoch,
-                ckpt.global_step,
-                list(ckpt.meta.get("history", [])),
-                True,
-                model,
-            )
+        if resume == "auto" and old.record.finished:
+            return _finished_run(old, host)
     builder = builder or DatasetBuilder(config.data, config.task, host=host)
     train_set = builder.training_set(config.data.train_split, config.train_modalities)
     val_sets = {m.label: builder.build(config.data.val_split, m) for m in config.val_modalities}
     trainer = Trainer(
-        model_factory=lambda: build(entry.name, params, host),
+        model_factory=lambda: build(plan.name, plan.config, host),
         train_set=train_set,
         val_sets=val_sets,
         settings=TrainSettings.from_config(config, seed),
         run_dir=run_dir,
-        meta=meta,
+        content=content,
         dist=dist,
         progress=progress,
     )
@@ -180,43 +192,35 @@ def train_one(
 
 
 # --- evaluation -----------------------------------------------------------------------------------
-def experiment_of(meta: Mapping[str, Any], path: Any) -> ExperimentConfig:
+def experiment_of(record: CheckpointRecord, path: Any) -> ExperimentConfig:
     """The experiment config stored in a checkpoint record."""
-    if "experiment" not in meta:
+    if record.experiment is None:
         raise CheckpointError(f"{path}: the checkpoint records no experiment config; pass --config")
-    return validate_config(meta["experiment"], origin=f"{path} (experiment)")
+    return validate_config(record.experiment, origin=f"{path} (experiment)")
 
 
 def load_model(
     checkpoint: str | Path, *, host: Any, device: torch.device | str = "cpu"
-) -> tuple[nn.Module, dict]:
+) -> tuple[nn.Module, RecordFile]:
     """The model of a checkpoint, weights loaded, in eval mode, and the checkpoint's record."""
     ckpt = load_checkpoint(checkpoint)
-    name, cfg = ckpt.meta.get("model_name"), ckpt.meta.get("model_config")
+    name, cfg = ckpt.record.model_name, ckpt.record.model_params
     if name is None or cfg is None:
-        raise CheckpointError(f"{ckpt.path}: no model_name / model_config; it cannot be rebuilt")
+        raise CheckpointError(
+            f"{ckpt.path}: no model_name / model_config; it cannot be rebuilt (a pretraining "
+            "checkpoint? probe it with `atomizer probe`)"
+        )
     model = build(name, cfg, host)
-    try:
-        model.load_state_dict(ckpt.model_state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{ckpt.path}: weights do not fit model {name!r}: {first}") from None
+    load_weights(model, ckpt.model_state, origin=ckpt.path, model_name=name)
     model.to(device).eval()
-    return model, {**ckpt.meta, "_path": str(ckpt.path)}
+    return model, RecordFile(ckpt.path, ckpt.record)
 
 
-def split_dataset(
-    builder: DatasetBuilder, split: str, modality: Modality, cache: dict[str, Any] | None = None
-) -> Any:
-    """The dataset of ``split`` in ``modality`` (memoised in ``cache``), its first item checked."""
-    key = f"{split}:{modality.model_dump_json()}"
-    if cache is not None and key in cache:
-        return cache[key]
+def split_dataset(builder: DatasetBuilder, split: str, modality: Modality) -> Any:
+    """The dataset of ``split`` in ``modality`` (built once by ``builder``), first item checked."""
     dataset = builder.build(split, modality)
     if len(dataset) > 0:
         dataset[0]  # a modality the samples cannot provide fails here, not mid-evaluation
-    if cache is not None:
-        cache[key] = dataset
     return dataset
 
 
@@ -231,14 +235,13 @@ def evaluate_on(
     split: str | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
-    datasets: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """The experiment's metrics of ``model`` on ``modality`` (test split by default).
 
     Raises :class:`ModalityError` when the model cannot read the modality's bands at all.
     """
     builder = builder or DatasetBuilder(config.data, config.task, host=host)
-    dataset = split_dataset(builder, split or config.data.test_split, modality, datasets)
+    dataset = split_dataset(builder, split or config.data.test_split, modality)
     check_readable(model, modality_bands(dataset), model_name=model_name, modality=modality.label)
     return evaluate_model(
         model,
@@ -265,18 +268,19 @@ def evaluate_checkpoint(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Load a checkpoint and evaluate it on ``modality``; returns metrics and provenance."""
-    meta = read_meta(checkpoint)
-    config = config or experiment_of(meta, meta["_path"])
+    ref = read_record(checkpoint)
+    config = config or experiment_of(ref.record, ref.path)
     target = resolve_device(device or config.device)
     builder = DatasetBuilder(config.data, config.task, host=host)  # data errors before model work
-    model, meta = load_model(checkpoint, host=host, device=target)
+    model, ref = load_model(checkpoint, host=host, device=target)
+    rec = ref.record
     with cpu_threads(config.threads):
         metrics = evaluate_on(
             model,
             config,
             modality,
             host=host,
-            model_name=meta["model_name"],
+            model_name=rec.model_name or "model",
             builder=builder,
             split=split,
             device=target,
@@ -284,12 +288,12 @@ def evaluate_checkpoint(
         )
     trained_on = [
         m.get("name") or Modality.model_validate(m).label
-        for m in meta.get("experiment", {}).get("train_modalities", [])
+        for m in (rec.experiment or {}).get("train_modalities", [])
     ]
     return {
-        "checkpoint": meta["_path"],
-        "model": meta.get("model_label") or meta["model_name"],
-        "seed": meta.get("seed"),
+        "checkpoint": str(ref.path),
+        "model": rec.model_label or rec.model_name,
+        "seed": rec.seed,
         "modality": modality.label,
         "split": split or config.data.test_split,
         "trained_on": trained_on,
@@ -317,14 +321,12 @@ def run_experiment(
 ) -> RunResults:
     """Train every model with every seed (resuming / reusing finished runs), test every modality."""
     say = log or (lambda message: None)
-    for entry in config.models:  # every model config is valid before anything is trained
-        build(entry.name, model_params(entry, config, host), host)
+    plans = {entry.row: plan_entry(entry, config, host) for entry in config.models}
     builder = DatasetBuilder(config.data, config.task, host=host)
     device = resolve_device(config.device)
     results = RunResults(config)
-    test_sets: dict[str, Any] = {}
     for m in config.test_modalities:  # data errors surface before hours of training
-        split_dataset(builder, config.data.test_split, m, test_sets)
+        split_dataset(builder, config.data.test_split, m)
     for m in [*config.train_modalities, *config.val_modalities]:
         split = config.data.val_split if m in config.val_modalities else config.data.train_split
         split_dataset(builder, split, m)
@@ -336,11 +338,12 @@ def run_experiment(
         for seed in config.seeds:
             say(f"training {entry.row} (seed {seed})")
             trained = train_one(
-                config, entry, seed, host=host, resume="auto", builder=builder, progress=progress
+                config, entry, seed, host=host, resume="auto", builder=builder,
+                plan=plans[entry.row], progress=progress,
             )
             model = trained.model.to(device).eval()
             for m in config.test_modalities:
-                dataset = test_sets[f"{config.data.test_split}:{m.model_dump_json()}"]
+                dataset = builder.build(config.data.test_split, m)
                 try:
                     check_readable(
                         model, modality_bands(dataset), model_name=entry.name, modality=m.label
@@ -359,7 +362,6 @@ def run_experiment(
                         builder=builder,
                         device=device,
                         progress=progress,
-                        datasets=test_sets,
                     )
         results.scores[entry.row] = per_mod
         results.seconds[entry.row] = round(time.perf_counter() - started, 2)
