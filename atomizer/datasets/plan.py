@@ -78,10 +78,10 @@ def _label_json(lb: Label) -> dict[str, Any]:
 
 def plan_build(spec: DatasetSpec, *, host: Any = None) -> BuildPlan:
     """Read items and labels, pair them, split them and cut the work into shard tasks."""
-    if host is None:
-        from atomizer.plugins.host import default_host
+    if host is None:  # atomizer's own sensors; the CLI passes its host (user specs too)
+        from atomizer.plugins.host import builtin_host
 
-        host = default_host()
+        host = builtin_host()
     items = load_items(spec.items)
     labels = load_labels(spec)
     classes, multilabel = class_names(labels, spec)
@@ -89,9 +89,9 @@ def plan_build(spec: DatasetSpec, *, host: Any = None) -> BuildPlan:
     pairing = pair_labels(items, labels, spec)
     fixed = None
     if spec.sensor is not None:
-        from atomizer.simulate.api import resolve_sensor
+        from atomizer.sensors.resolve import resolve_sensor
 
-        fixed = resolve_sensor(spec.sensor, host)
+        fixed = resolve_sensor(spec.sensor, host.sensors)
     plan = BuildPlan(spec, [], labels, classes, multilabel, {}, n_items=len(items))
     for lb, why in pairing.unmatched:
         plan.errors.append({"label_index": lb.index, "error": f"label {lb.index} skipped: {why}"})
