@@ -330,3 +330,17 @@ def test_tokenize_mask_drops_the_atoms_on_flagged_scl_pixels(host, tile_inputs, 
     assert len(clear) == len(full) - int(flags(full).sum())
     res = run(host, "tokenize", tmp_path / "item.json", "--window", "0,0,5,5", "--mask", "clouds")
     assert res.exit_code == 1 and "unknown mask name" in res.output
+
+
+def test_labels_too_far_in_time_from_every_item_are_recorded(toy):
+    tmp, spec = toy
+    lon, lat = centre_lonlat()
+    write_points(tmp / "labels.geojson", [(lon, lat, "a"), (lon, lat, "b")], extra={
+        0: {"date": "2022-10-20"}, 1: {"date": "2023-06-01"}})
+    s = spec(labels={"path": "labels.geojson", "column": "landcover", "datetime_column": "date"},
+             match={"max_days": 30})
+    result = build_dataset(load_dataset_spec(s), tmp / "out", workers=0)
+    assert result.n_chips == 1
+    errors = [json.loads(x) for x in (tmp / "out" / "errors.jsonl").read_text().splitlines()]
+    assert [e["label_index"] for e in errors] == [1]
+    assert "no item within 30 days of its date 2023-06-01" in errors[0]["error"]
