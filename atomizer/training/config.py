@@ -34,7 +34,7 @@ from atomizer.training.overrides import (  # parse_override is re-exported for c
     apply_overrides,
     parse_override,  # noqa: F401
 )
-from atomizer.training.sweep import SweepConfig
+from atomizer.training.sweep_config import SweepConfig
 
 #: The reference batch size of the linear learning-rate scaling rule lr = base_lr * batch / 256.
 LR_REFERENCE_BATCH = 256

@@ -23,56 +23,27 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, model_validator
-
-from atomizer.config import StrictModel
 from atomizer.data.modality import Modality
+from atomizer.errors import ConfigError
+from atomizer.io import atomic_path, atomic_write_text, ensure_dir
+from atomizer.training.config import modality_key
+from atomizer.training.report import (
+    MEAN_COLUMN,
+    RESULTS_JSON,
+    RESULTS_MD,
+    RESULTS_PNG,
+    table,
+)
+from atomizer.training.report import to_json as report_json
+from atomizer.training.runner import RunResults, run_experiment
+from atomizer.training.sweep_config import X_TITLES, SweepConfig
 
 SWEEP_DIR_PREFIX = "sweep-"
-X_UNITS = {"gsd_m": "m", "size_px": "px"}
-X_TITLES = {"gsd_m": "test GSD (m / pixel)", "size_px": "test input size (pixels)"}
-
-
-class SweepPoint(StrictModel):
-    """One point: the GSD and / or size of the test modality there."""
-
-    gsd_m: float | None = Field(default=None, gt=0)
-    size_px: int | None = Field(default=None, gt=0)
-
-
-class SweepConfig(StrictModel):
-    """A base test modality swept along ``x`` (its GSD or its size in pixels)."""
-
-    description: str | None = None
-    x: Literal["gsd_m", "size_px"] = Field(description="The plotted axis.")
-    modality: Modality = Field(description="The test modality; each point sets gsd_m / size_px.")
-    points: list[SweepPoint] = Field(min_length=2)
-
-    @model_validator(mode="after")
-    def _points(self) -> SweepConfig:
-        values = [getattr(p, self.x) for p in self.points]
-        if any(v is None for v in values):
-            raise ValueError(f"every point must set {self.x} (the swept axis)")
-        if len(set(values)) != len(values):
-            raise ValueError(f"points repeat a value of {self.x}: {values}; list each value once")
-        return self
-
-    def modalities(self) -> list[Modality]:
-        """The test modality of every point, labelled by its ``x`` value (e.g. ``40 m``)."""
-        base = self.modality.model_dump(exclude={"name"})
-        out = []
-        for p in self.points:
-            fields = {**base, **p.model_dump(exclude_none=True)}
-            label = f"{getattr(p, self.x):.3g} {X_UNITS[self.x]}"
-            out.append(Modality.model_validate({**fields, "name": label}))
-        return out
 
 
 def sweep_of(config: Any, name: str) -> SweepConfig:
-    from atomizer.errors import ConfigError
-
     if name not in config.sweeps:
         known = ", ".join(sorted(config.sweeps)) or "none"
         raise ConfigError(
@@ -82,14 +53,14 @@ def sweep_of(config: Any, name: str) -> SweepConfig:
     return config.sweeps[name]
 
 
-def run_sweep(config: Any, name: str, *, host: Any, progress: bool = False, log: Any = None):
+def run_sweep(
+    config: Any, name: str, *, host: Any, progress: bool = False, log: Any = None
+) -> RunResults:
     """Every model x seed of ``config`` (finished runs reused) tested at every point of the sweep.
 
     Returns the :class:`~atomizer.training.runner.RunResults` of the experiment whose test
     modalities are the sweep's points.
     """
-    from atomizer.training.runner import run_experiment
-
     sweep = sweep_of(config, name)
     swept = config.model_copy(update={"test_modalities": sweep.modalities()})
     return run_experiment(swept, host=host, progress=progress, log=log)
@@ -100,15 +71,11 @@ def sweep_dir(config: Any, name: str, output_dir: str | Path | None = None) -> P
 
 
 def _in_training(config: Any, modality: Modality) -> bool:
-    from atomizer.training.config import modality_key
-
     return modality_key(modality) in {modality_key(m) for m in config.train_modalities}
 
 
 def markdown(results: Any, name: str) -> str:
     """The sweep's table: models x points, mean ± std over seeds of the main metric."""
-    from atomizer.training.report import MEAN_COLUMN, table
-
     config = results.config
     sweep = sweep_of(config, name)
     metric = config.main_metric
@@ -145,8 +112,6 @@ def markdown(results: Any, name: str) -> str:
 
 def to_json(results: Any, name: str) -> dict[str, Any]:
     """The experiment report's JSON plus the sweep's axis and point values."""
-    from atomizer.training.report import to_json as report_json
-
     sweep = sweep_of(results.config, name)
     return {
         "sweep": name,
@@ -163,9 +128,6 @@ def plot(results: Any, name: str, path: str | Path) -> Path:
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
-
-    from atomizer.io import atomic_path
-    from atomizer.training.report import table
 
     config = results.config
     sweep = sweep_of(config, name)
@@ -193,9 +155,6 @@ def write_sweep_report(
     results: Any, name: str, output_dir: str | Path | None = None
 ) -> dict[str, Path]:
     """``results.md``, ``results.json`` and ``results.png`` in ``output_dir/sweep-<name>``."""
-    from atomizer.io import atomic_write_text, ensure_dir
-    from atomizer.training.report import RESULTS_JSON, RESULTS_MD, RESULTS_PNG
-
     out = ensure_dir(sweep_dir(results.config, name, output_dir))
     md, js = out / RESULTS_MD, out / RESULTS_JSON
     atomic_write_text(md, markdown(results, name))
