@@ -1,8 +1,9 @@
-"""Benchmark: forward + backward of the paper-size Atomizer on CPU, factorised vs naive input path.
+"""Benchmark: a training step of the paper-size Atomizer on CPU: factorised vs naive, fp32 vs bf16.
 
 Run from the project root::
 
-    python benchmarks/model_forward_backward.py [--quick] [--threads 1] [--out results.json]
+    python benchmarks/model_forward_backward.py [--rounds 2] [--variants ...] [--out FILE]
+    python benchmarks/model_forward_backward.py --profile native:factorised:bf16
 
 Model: ``atomizer-paper`` (4 cross-attention blocks x 4 self-attention layers, 128 latents x 512,
 atom drop p = 0.5, default tokenizer: 275-wide tokens), batch 8, training mode, loss = sum of the
@@ -13,7 +14,8 @@ cost) at BigEarthNet scale:
   80,000 atoms per image;
 - ``full``: the 12 bands resampled to 120 x 120 (10 m): 172,800 atoms per image.
 
-Implementations (same parameters, same outputs):
+Variants ``IMPL:PRECISION`` (same parameters, same outputs), precision ``fp32`` or ``bf16`` (bf16
+autocast, as ``precision: bf16`` in an experiment):
 
 - ``factorised``: :class:`atomizer.models.AtomizerModel` as configured by default (factorised keys
   and values computed per sample inside a fused cross-attention, recomputed in the backward pass);
@@ -22,13 +24,17 @@ Implementations (same parameters, same outputs):
 - ``naive``: :class:`atomizer.models.NaiveAtomizerModel`, the reference code's approach: every
   atom's full token built per atom, the ``(S, N, 275)`` matrix projected by one Linear.
 
-Each (case, implementation) runs in a fresh subprocess that times only the training steps, after a
+Each (case, variant) runs in a fresh subprocess that times only the training steps, after a
 warm-up step: CPU seconds of the process (``getrusage``: robust when other jobs share the cores) and
 wall seconds, plus its peak RSS (``ru_maxrss``) and the RSS before the first step ("set-up": Python,
-torch, model, batch). A last subprocess runs the factorised model on several input sizes and fits
-``cpu_seconds = a + b * atoms`` (the intercept is the atom-independent latent transformer).
+torch, model, batch). ``--rounds`` repeats the list of children in order (A, B, A, B, ...); the
+report gives medians and ratios against ``naive:fp32`` of the same case. ``--sweep`` adds a
+subprocess that runs the factorised model on several input sizes and fits
+``cpu_seconds = a + b * atoms``. ``--profile CASE:VARIANT`` prints torch.profiler's costliest
+operators of one step instead.
 
-Targets (issue 4): factorised >= 2x faster (images/s) and >= 3x less peak memory than naive.
+Targets: issue 4: factorised >= 2x faster (images/s) and >= 3x less peak memory than naive;
+issue 13: >= 3x faster than naive at an equal 172,800 atoms.
 """
 
 from __future__ import annotations
@@ -49,11 +55,14 @@ CASES = ("native", "full")
 IMPLS = ("factorised", "factorised-unfused", "naive")
 TARGET_SPEEDUP = 2.0
 TARGET_MEMORY_RATIO = 3.0
+TARGET_EQUAL_TOKEN_SPEEDUP = 3.0  # issue 13: at an equal 172,800 tokens
+DEFAULT_VARIANTS = ("factorised:fp32", "factorised:bf16", "naive:fp32")
 PATCH_SIDE_M = 1200.0  # a BigEarthNet patch: 120 px x 10 m
 FULL_GSD_M = 10.0
 SWEEP_SIDES_PX = (40, 60, 80, 100, 120)  # full-grid patches: 12 * side^2 atoms
 QUICK_SWEEP_SIDES_PX = (40, 80, 120)
 KIB = 1024
+PROFILE_ROWS = 15
 MIB = 2**20
 
 
@@ -116,30 +125,46 @@ def make_model(impl: str):
     return model.train()
 
 
-def _step(model, batch) -> None:
+def _step(model, batch, precision: str = "fp32") -> None:
+    import torch
+
+    from atomizer.training.evaluate import autocast
+
     model.zero_grad(set_to_none=True)
-    model(batch).sum().backward()
+    with autocast(torch.device("cpu"), precision):
+        logits = model(batch)
+    logits.float().sum().backward()
+
+
+def split_variant(variant: str) -> tuple[str, str]:
+    """``impl[:precision]`` -> (impl, precision); precision fp32 unless given."""
+    impl, _, precision = variant.partition(":")
+    if impl not in IMPLS or precision not in ("", "fp32", "bf16"):
+        raise SystemExit(f"unknown variant {variant!r}: use IMPL[:fp32|bf16], IMPL in {IMPLS}")
+    return impl, precision or "fp32"
 
 
 # --- children -----------------------------------------------------------------------------------
-def child_case(case: str, impl: str, reps: int, warmup: int, threads: int) -> dict[str, Any]:
+def child_case(case: str, variant: str, reps: int, warmup: int, threads: int) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
+    impl, precision = split_variant(variant)
     batch = make_batch(case)
     model = make_model(impl)
     setup_rss = _rss_bytes()
     for _ in range(warmup):
-        _step(model, batch)
+        _step(model, batch, precision)
     cpu, wall = [], []
     for _ in range(reps):
         c0, w0 = _cpu_seconds(), time.perf_counter()
-        _step(model, batch)
+        _step(model, batch, precision)
         cpu.append(_cpu_seconds() - c0)
         wall.append(time.perf_counter() - w0)
     return {
         "case": case,
         "impl": impl,
+        "precision": precision,
         "atoms_per_image": int(batch.mask.sum()) // BATCH,
         "cpu_seconds": cpu,
         "wall_seconds": wall,
@@ -202,57 +227,84 @@ def linear_fit(x: list[float], y: list[float]) -> dict[str, float]:
 
 
 def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
+    """One row per (case, implementation, precision): medians over every round's children."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in results:
-        cpu = statistics.median(r["cpu_seconds"])
+        groups.setdefault((r["case"], r["impl"], r["precision"]), []).append(r)
+    rows = []
+    for (case, impl, precision), runs in groups.items():
+        cpu = statistics.median([c for r in runs for c in r["cpu_seconds"]])
+        peak = statistics.median([r["peak_rss"] for r in runs])
+        setup = statistics.median([r["setup_rss"] for r in runs])
         rows.append(
             {
-                "case": r["case"],
-                "impl": r["impl"],
-                "atoms_per_image": r["atoms_per_image"],
+                "case": case,
+                "impl": impl,
+                "precision": precision,
+                "children": len(runs),
+                "atoms_per_image": runs[0]["atoms_per_image"],
                 "cpu_s_per_step": cpu,
-                "wall_s_per_step": statistics.median(r["wall_seconds"]),
+                "wall_s_per_step": statistics.median([w for r in runs for w in r["wall_seconds"]]),
                 "images_per_s": BATCH / cpu,
-                "peak_rss_mib": r["peak_rss"] / MIB,
-                "step_rss_mib": (r["peak_rss"] - r["setup_rss"]) / MIB,
+                "peak_rss_mib": peak / MIB,
+                "step_rss_mib": (peak - setup) / MIB,
             }
         )
     for row in rows:
-        naive = next((x for x in rows if x["case"] == row["case"] and x["impl"] == "naive"), None)
-        if naive is not None:
-            row["speedup_vs_naive"] = naive["cpu_s_per_step"] / row["cpu_s_per_step"]
-            row["peak_memory_ratio_vs_naive"] = naive["peak_rss_mib"] / row["peak_rss_mib"]
-            row["step_memory_ratio_vs_naive"] = naive["step_rss_mib"] / row["step_rss_mib"]
+        ref = _row(rows, row["case"], "naive", "fp32")
+        if ref is not None:
+            row["speedup_vs_naive"] = ref["cpu_s_per_step"] / row["cpu_s_per_step"]
+            row["peak_memory_ratio_vs_naive"] = ref["peak_rss_mib"] / row["peak_rss_mib"]
+            row["step_memory_ratio_vs_naive"] = ref["step_rss_mib"] / row["step_rss_mib"]
+        fp32 = _row(rows, row["case"], row["impl"], "fp32")
+        if fp32 is not None:
+            row["speedup_vs_fp32"] = fp32["cpu_s_per_step"] / row["cpu_s_per_step"]
     return rows
 
 
+def _row(rows, case, impl, precision):
+    return next(
+        (x for x in rows if (x["case"], x["impl"], x["precision"]) == (case, impl, precision)),
+        None,
+    )
+
+
 def print_report(rows: list[dict[str, Any]], sweeps: list[dict[str, Any]], threads: int) -> None:
+    nan = float("nan")
     print(
         f"\nAtomizer paper size (4 x 4), batch {BATCH}, forward + backward, CPU, "
-        f"{threads} thread(s)"
+        f"{threads} thread(s); ratios against naive fp32 of the same case"
     )
     print(
-        "| case | implementation | atoms/image | CPU s/step | wall s/step | images/s (CPU) | "
-        "peak RSS MiB | step RSS MiB | speed-up | peak-memory ratio | step-memory ratio |"
+        "| case | implementation | precision | atoms/image | CPU s/step | wall s/step | images/s | "
+        "peak RSS MiB | step RSS MiB | vs naive: speed | vs naive: peak memory | "
+        "vs naive: step memory | vs own fp32: speed |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['case']} | {r['impl']} | {r['atoms_per_image']:,} | {r['cpu_s_per_step']:.2f} | "
-            f"{r['wall_s_per_step']:.2f} | {r['images_per_s']:.3f} | {r['peak_rss_mib']:.0f} | "
-            f"{r['step_rss_mib']:.0f} | {r.get('speedup_vs_naive', float('nan')):.2f}x | "
-            f"{r.get('peak_memory_ratio_vs_naive', float('nan')):.2f}x | "
-            f"{r.get('step_memory_ratio_vs_naive', float('nan')):.2f}x |"
+            f"| {r['case']} | {r['impl']} | {r['precision']} | {r['atoms_per_image']:,} | "
+            f"{r['cpu_s_per_step']:.2f} | {r['wall_s_per_step']:.2f} | {r['images_per_s']:.3f} | "
+            f"{r['peak_rss_mib']:.0f} | {r['step_rss_mib']:.0f} | "
+            f"{r.get('speedup_vs_naive', nan):.2f}x | "
+            f"{r.get('peak_memory_ratio_vs_naive', nan):.2f}x | "
+            f"{r.get('step_memory_ratio_vs_naive', nan):.2f}x | "
+            f"{r.get('speedup_vs_fp32', nan):.2f}x |"
         )
-    for impl in ("factorised", "factorised-unfused"):
-        for r in (x for x in rows if x["impl"] == impl and "speedup_vs_naive" in x):
-            ok_t = r.get("speedup_vs_naive", 0) >= TARGET_SPEEDUP
-            ok_m = r.get("peak_memory_ratio_vs_naive", 0) >= TARGET_MEMORY_RATIO
-            print(
-                f"target {r['case']} {impl}: speed-up >= {TARGET_SPEEDUP}x "
-                f"{'MET' if ok_t else 'NOT MET'}; peak memory >= {TARGET_MEMORY_RATIO}x less "
-                f"{'MET' if ok_m else 'NOT MET'}"
-            )
+    for r in rows:
+        if r["impl"] == "naive" or "speedup_vs_naive" not in r:
+            continue
+        ok_t = r["speedup_vs_naive"] >= TARGET_SPEEDUP
+        ok_m = r["peak_memory_ratio_vs_naive"] >= TARGET_MEMORY_RATIO
+        line = (
+            f"target {r['case']} {r['impl']} {r['precision']}: speed-up >= {TARGET_SPEEDUP}x "
+            f"{'MET' if ok_t else 'NOT MET'}; peak memory >= {TARGET_MEMORY_RATIO}x less "
+            f"{'MET' if ok_m else 'NOT MET'}"
+        )
+        if r["case"] == "full":
+            ok = r["speedup_vs_naive"] >= TARGET_EQUAL_TOKEN_SPEEDUP
+            line += f"; >= {TARGET_EQUAL_TOKEN_SPEEDUP}x at 172,800 {'MET' if ok else 'NOT MET'}"
+        print(line)
     for sweep in sweeps:
         pts = sweep["rows"]
         fit = sweep["fit"]
@@ -275,74 +327,120 @@ def print_report(rows: list[dict[str, Any]], sweeps: list[dict[str, Any]], threa
         )
 
 
+def child_profile(case: str, variant: str, threads: int) -> dict[str, Any]:
+    """torch.profiler over one training step (after a warm-up): the costliest operators."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(threads)
+    impl, precision = split_variant(variant)
+    batch = make_batch(case)
+    model = make_model(impl)
+    _step(model, batch, precision)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        _step(model, batch, precision)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:PROFILE_ROWS]
+    spans = {e.key: e.cpu_time_total for e in events if e.key.startswith("FactorisedCross")}
+    return {
+        "case": case,
+        "variant": variant,
+        "total_self_cpu_s": total / 1e6,
+        "top": [
+            {"op": e.key, "self_cpu_s": e.self_cpu_time_total / 1e6, "calls": e.count}
+            for e in top
+        ],
+        "fused_cross_attention_s": {k: v / 1e6 for k, v in spans.items()},
+    }
+
+
+def print_profile(p: dict[str, Any]) -> None:
+    total = p["total_self_cpu_s"]
+    print(f"\nProfile: {p['case']} / {p['variant']}, one step, {total:.2f} CPU s (profiled)")
+    print("| operator | self CPU s | share | calls |")
+    print("|---|---:|---:|---:|")
+    for row in p["top"]:
+        print(
+            f"| {row['op']} | {row['self_cpu_s']:.2f} | {row['self_cpu_s'] / total:.1%} | "
+            f"{row['calls']} |"
+        )
+    for name, seconds in p["fused_cross_attention_s"].items():
+        print(f"{name} (inclusive): {seconds:.2f} s = {seconds / total:.1%}")
+
+
+def _write(path: Path, payload: dict[str, Any]) -> None:
+    from atomizer.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(payload, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="one timed step per case (after one warm-up), 3 sweep sizes, no unfused variant",
-    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of fresh children")
+    parser.add_argument("--reps", type=int, default=1, help="timed steps per child")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per child first")
+    parser.add_argument("--quick", action="store_true", help="one round, native case only")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in each child")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument(
-        "--impls", default=None, help=f"comma-separated subset of {', '.join(IMPLS)}"
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help=f"comma-separated IMPL[:fp32|bf16], IMPL in {', '.join(IMPLS)}",
     )
-    parser.add_argument("--no-sweep", action="store_true", help="skip the linearity sweep")
+    parser.add_argument("--sweep", action="store_true", help="also run the linearity sweep")
+    parser.add_argument(
+        "--profile", default=None, metavar="CASE:VARIANT", help="profile one step, e.g. "
+        "native:factorised:bf16, instead of timing"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write all figures as JSON here")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    threads = ["--threads", str(args.threads)]
 
     if args.child:
         kind, *rest = args.child
         if kind == "case":
-            case, impl, reps, warmup = rest
-            out = child_case(case, impl, int(reps), int(warmup), args.threads)
+            case, variant, reps, warmup = rest
+            out = child_case(case, variant, int(reps), int(warmup), args.threads)
+        elif kind == "profile":
+            out = child_profile(rest[0], rest[1], args.threads)
         else:
             impl, reps, *sides = rest
             out = child_sweep(impl, [int(s) for s in sides], int(reps), args.threads)
         print(json.dumps(out))
         return 0
 
-    reps, warmup = (1, 1) if args.quick else (2, 1)
-    impls = (
-        args.impls.split(",")
-        if args.impls
-        else (["factorised", "naive"] if args.quick else list(IMPLS))
-    )
+    if args.profile:
+        case, variant = args.profile.split(":", 1)
+        split_variant(variant)
+        print_profile(_run_child([*threads, "--child", "profile", case, variant]))
+        return 0
+
+    variants = args.variants.split(",")
+    for v in variants:
+        split_variant(v)
+    cases = ["native"] if args.quick else args.cases.split(",")
+    rounds = 1 if args.quick else args.rounds
     started = time.perf_counter()
     results = []
-    for case in args.cases.split(","):
-        for impl in impls:
-            print(f"running {case} / {impl} ...", file=sys.stderr, flush=True)
-            results.append(
-                _run_child(
-                    [
-                        "--threads",
-                        str(args.threads),
-                        "--child",
-                        "case",
-                        case,
-                        impl,
-                        str(reps),
-                        str(warmup),
-                    ]
+    for round_ in range(rounds):  # A, B, C, A, B, C, ...: slow drifts of the load hit all alike
+        for case in cases:
+            for variant in variants:
+                print(f"round {round_ + 1}: {case} / {variant} ...", file=sys.stderr, flush=True)
+                results.append(
+                    _run_child(
+                        [*threads, "--child", "case", case, variant]
+                        + [str(args.reps), str(args.warmup)]
+                    )
                 )
-            )
+                if args.out:  # partial figures survive a later child's failure
+                    _write(args.out, {"threads": args.threads, "partial": True, "raw": results})
     sweeps = []
-    if not args.no_sweep:
+    if args.sweep:
         sides = QUICK_SWEEP_SIDES_PX if args.quick else SWEEP_SIDES_PX
         print("running linearity sweep ...", file=sys.stderr, flush=True)
-        sweep = _run_child(
-            [
-                "--threads",
-                str(args.threads),
-                "--child",
-                "sweep",
-                "factorised",
-                "1",
-                *map(str, sides),
-            ]
-        )
+        sweep = _run_child([*threads, "--child", "sweep", "factorised", "1", *map(str, sides)])
         sweep["fit"] = linear_fit(
             [p["atoms_per_image"] for p in sweep["rows"]], [p["cpu_seconds"] for p in sweep["rows"]]
         )
@@ -355,22 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         f"python {platform.python_version()}"
     )
     if args.out:
-        from atomizer.io import atomic_write_text
-
-        atomic_write_text(
-            args.out,
-            json.dumps(
-                {
-                    "batch": BATCH,
-                    "threads": args.threads,
-                    "quick": args.quick,
-                    "rows": rows,
-                    "sweeps": sweeps,
-                    "raw": results,
-                },
-                indent=2,
-            ),
-        )
+        payload = {"batch": BATCH, "threads": args.threads, "rounds": rounds, "rows": rows}
+        _write(args.out, {**payload, "sweeps": sweeps, "raw": results})
     return 0
 
 

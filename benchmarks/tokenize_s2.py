@@ -38,6 +38,7 @@ TARGET_TIME_RATIO = 1.5
 TARGET_RSS_RATIO = 2.0
 KIB = 1024  # ru_maxrss is in KiB on Linux
 MB = 1e6
+PROFILE_ROWS = 15
 
 
 def _maxrss_bytes() -> int:
@@ -109,6 +110,32 @@ def child_tokenize(item_path: str, *, lean: bool = False) -> dict[str, Any]:
         "n_nodata": report.n_nodata,
         "sensor": report.sensor_id,
         "torch_imported": "torch" in sys.modules,
+    }
+
+
+def child_profile(item_path: str) -> dict[str, Any]:
+    """``tokenize-lean`` under cProfile: the functions that take the time (own time, CPU of the
+    main thread; the JPEG 2000 decoder's worker threads are not seen, only the wait for them)."""
+    import cProfile
+    import pstats
+
+    from atomizer.readers.stac import StacReader
+
+    sensors = _builtin_specs()
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    StacReader().read(item_path, sensors=sensors)
+    profiler.disable()
+    seconds = time.perf_counter() - start
+    stats = pstats.Stats(profiler).stats  # {(file, line, name): (cc, nc, tottime, cumtime, ...)}
+    rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:PROFILE_ROWS]
+    return {
+        "seconds": seconds,
+        "top": [
+            {"function": f"{Path(f).name}:{line}({name})", "own_s": v[2], "calls": v[1]}
+            for (f, line, name), v in rows
+        ],
     }
 
 
@@ -214,12 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "tokenize_s2.json"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="profile one tokenize-lean run instead of timing"
+    )
     parser.add_argument("--child", nargs=2, metavar=("KIND", "ITEM"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         kind, item = args.child
         if kind == "floor":
             result = child_floor(item)
+        elif kind == "profile":
+            result = child_profile(item)
         else:
             result = child_tokenize(item, lean=kind == "tokenize-lean")
         print(json.dumps(result))
@@ -231,6 +263,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = _run_child("profile", make_item(data, Path(tmp)))
+        print(f"tokenize-lean under cProfile: {result['seconds']:.2f} s wall")
+        print("| function | own s | calls |\n|---|---:|---:|")
+        for row in result["top"]:
+            print(f"| {row['function']} | {row['own_s']:.3f} | {row['calls']} |")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         item = make_item(data, Path(tmp))
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}

@@ -346,9 +346,12 @@ def test_chunked_attention_matches_sdpa(S, heads, n, chunk, seed):
     assert (out[0] == 0).all()
 
 
+@pytest.mark.parametrize("kernel", [True, False])  # PyTorch's CPU flash kernel, or the math
 @pytest.mark.parametrize("tile", [2, 1024])
-def test_fused_cross_attention_gradients_are_exact(tile, monkeypatch):
+def test_fused_cross_attention_gradients_are_exact(tile, kernel, monkeypatch):
+    monkeypatch.setattr(fused_mod, "CPU_KERNEL", kernel)
     monkeypatch.setattr(fused_mod, "TILE_ATOMS", tile)  # several tiles per sample, or one
+    monkeypatch.setattr(fused_mod, "MATH_TILE_ATOMS", tile)
     g = torch.Generator().manual_seed(0)
     S, h, L, d, K, P, U, Dv = 3, 2, 3, 2, 5, 20, 6, 3
     dt = torch.float64

@@ -206,14 +206,14 @@ def test_killed_process_resumes_to_the_same_weights(tmp_path):
     assert val_columns(a.record.history) == val_columns(b.record.history)
 
 
-def test_autocast_only_on_cuda():
+def test_precision_auto_is_bf16_on_cuda_only():
     from contextlib import nullcontext
 
     from atomizer.training.evaluate import autocast
 
-    assert isinstance(autocast(torch.device("cpu"), True), nullcontext)
+    assert isinstance(autocast(torch.device("cpu"), "auto"), nullcontext)
     if torch.cuda.is_available():  # pragma: no cover - GPU machines only
-        assert not isinstance(autocast(torch.device("cuda"), True), nullcontext)
+        assert not isinstance(autocast(torch.device("cuda"), "auto"), nullcontext)
 
 
 @settings(max_examples=30, deadline=None)

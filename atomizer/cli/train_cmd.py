@@ -170,7 +170,7 @@ def evaluate_command(
     obj, checkpoint, sensor, bands, gsd, size, name, config_path, overrides, split, data_dir,
     device, as_json,
 ) -> None:
-    """Evaluate a trained CHECKPOINT (file or run folder) on a modality, e.g. an unseen one.
+    """Evaluate a trained CHECKPOINT (file, run folder or model package) on a modality.
 
     The sensor may be a spec written after training: a YAML file, or an id defined in a folder on
     ATOMIZER_SENSOR_PATH.
@@ -179,12 +179,14 @@ def evaluate_command(
 
     from atomizer.config import render_errors
     from atomizer.data.modality import Modality
+    from atomizer.inference.loading import record_path
     from atomizer.errors import ConfigError
     from atomizer.sensors.resolve import is_spec_path
     from atomizer.training.checkpoint import read_record
     from atomizer.training.config import apply_overrides, validate_config
     from atomizer.training.runner import evaluate_checkpoint, experiment_of
 
+    checkpoint = record_path(checkpoint)  # a model package folder -> its checkpoint record
     band_list = tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else None
     try:
         modality = Modality(sensor=sensor, bands=band_list, gsd_m=gsd, size_px=size, name=name)

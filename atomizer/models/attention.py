@@ -21,6 +21,21 @@ from einops import rearrange
 from torch import Tensor, nn
 
 
+def latent_sdpa(q: Tensor, k: Tensor, v: Tensor, *, dropout_p: float = 0.0) -> Tensor:
+    """SDPA of the latent self-attention and the pooling (short sequences, no mask).
+
+    On CPU, bf16 inputs (from autocast) are attended in float32 with autocast off: for 128
+    latents PyTorch's CPU flash kernel takes about 3x longer forward + backward in bf16 than in
+    float32 (benchmarks/README.md), and these attentions are a small share of the FLOPs.
+    """
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), dropout_p=dropout_p
+            )
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+
+
 def key_padding_sdpa(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, *, dropout_p: float = 0.0
 ) -> Tensor:
@@ -117,7 +132,7 @@ class SelfAttention(nn.Module):
             self.to_qkv(self.norm(x)), "s n (t h d) -> t s h n d", t=3, h=self.heads
         )
         p = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        out = latent_sdpa(q, k, v, dropout_p=p)
         return x + self.to_out(rearrange(out, "s h n d -> s n (h d)"))
 
 
@@ -222,5 +237,5 @@ class AttentionPooling(nn.Module):
             self.to_kv(self.norm(latents)), "s l (t h d) -> t s h l d", t=2, h=self.heads
         )
         p = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        out = latent_sdpa(q, k, v, dropout_p=p)
         return self.to_out(rearrange(out, "s h l d -> s (l h d)"))

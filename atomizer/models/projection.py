@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from atomizer.models.fused import FactorisedCrossAttention
+from atomizer.models.fused import fused_cross_attention
 
 
 @dataclass
@@ -161,24 +161,34 @@ class FactorisedAtomSource:
         self._prepare(linear)
 
     def _prepare(self, linear: nn.Linear) -> _Prepared:
-        """Fold ``linear`` into every term (once per linear per batch: shared blocks reuse it)."""
+        """Fold ``linear`` into every term (once per linear per batch: shared blocks reuse it).
+
+        Always in float32, also under bf16 autocast: the folded weights and tables are small, and
+        rounding a product of two weight matrices to bf16 would add error no layer of the
+        unfactorised model has.
+        """
         key = id(linear)
         if key not in self._prepared:
-            proj, f = self.projection, self.factors
-            w_kv = linear.weight  # (2 * inner, atom_dim): keys then values
-            composed = {n: w_kv @ proj.parts[n].weight for n in proj.part_dims}  # (2 * inner, D_i)
-            bias = w_kv @ proj.bias
-            if linear.bias is not None:
-                bias = bias + linear.bias
-            table = bias[None, :]
-            for n, t in f.per_row.items():  # (U, 2 * inner): one row per distinct index tuple
-                table = table + (t.table @ composed[n].T).index_select(0, self.row_parts[n])
-            per_sample = None
-            for n, t in f.per_sample.items():
-                term = t @ composed[n].T
-                per_sample = term if per_sample is None else per_sample + term
-            self._prepared[key] = _Prepared(composed, table, per_sample)
+            with torch.autocast(linear.weight.device.type, enabled=False):
+                self._prepared[key] = self._fold(linear)
         return self._prepared[key]
+
+    def _fold(self, linear: nn.Linear) -> _Prepared:
+        """The :class:`_Prepared` terms of ``linear`` (see :meth:`_prepare`)."""
+        proj, f = self.projection, self.factors
+        w_kv = linear.weight  # (2 * inner, atom_dim): keys then values
+        composed = {n: w_kv @ proj.parts[n].weight for n in proj.part_dims}  # (2 * inner, D_i)
+        bias = w_kv @ proj.bias
+        if linear.bias is not None:
+            bias = bias + linear.bias
+        table = bias[None, :]
+        for n, t in f.per_row.items():  # (U, 2 * inner): one row per distinct index tuple
+            table = table + (t.table @ composed[n].T).index_select(0, self.row_parts[n])
+        per_sample = None
+        for n, t in f.per_sample.items():
+            term = t @ composed[n].T
+            per_sample = term if per_sample is None else per_sample + term
+        return _Prepared(composed, table, per_sample)
 
     def _kv(
         self, linear: nn.Linear, flat: Tensor | None, start: int, stop: int
@@ -227,7 +237,7 @@ class FactorisedAtomSource:
         else:
             idx = (index + self._offsets).reshape(-1)
             rows = self.row_index.index_select(0, idx)
-        return lambda q: FactorisedCrossAttention.apply(
+        return lambda q: fused_cross_attention(
             q, rows, idx, phi, prep.table, prep.composed[name], prep.per_sample, kept
         )
 

@@ -115,11 +115,13 @@ def read_pieces(
     # One decoding thread: GDAL reports a failed decode (a truncated JPEG 2000) as an error only
     # when it happens on the reading thread; in worker threads it is printed and read as zeros.
     with rasterio.Env(GDAL_NUM_THREADS=DECODE_THREADS):
-        return _read_all(plans, progress)
+        return _read_all(plans, progress, open_files)
 
 
 def _read_all(
-    plans: Sequence[BandPlan], progress: ProgressCallback | None
+    plans: Sequence[BandPlan],
+    progress: ProgressCallback | None,
+    open_files: dict[str, Any] | None,
 ) -> tuple[list[Piece | None], list[BandReading]]:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError

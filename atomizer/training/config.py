@@ -17,7 +17,7 @@ import copy
 import difflib
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +38,10 @@ from atomizer.training.sweep_config import SweepConfig
 
 #: The reference batch size of the linear learning-rate scaling rule lr = base_lr * batch / 256.
 LR_REFERENCE_BATCH = 256
+#: Numeric precision of training and evaluation (see ``ExperimentConfig.precision``).
+Precision = Literal["auto", "fp32", "bf16"]
+
+
 class DataConfig(StrictModel):
     """Which dataset, where it lives, and loader options passed through to it."""
 
@@ -109,6 +113,22 @@ class TaskConfig(StrictModel):
 class ExperimentConfig(StrictModel):
     """One experiment: data, modalities, models and training settings."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_amp(cls, data: Any) -> Any:
+        """``amp: true | false`` (configs and checkpoints written before ``precision``) is
+        ``precision: auto | fp32``."""
+        if not isinstance(data, Mapping) or "amp" not in data:
+            return data
+        if "precision" in data:
+            raise ValueError("give precision (auto, fp32 or bf16) and drop the older amp key")
+        data = dict(data)
+        amp = data.pop("amp")
+        if not isinstance(amp, bool):
+            raise ValueError(f"amp must be true or false, got {amp!r}; better, use precision")
+        data["precision"] = "auto" if amp else "fp32"
+        return data
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str | None = None
     data: DataConfig
@@ -136,7 +156,11 @@ class ExperimentConfig(StrictModel):
         description="torch CPU threads while this experiment runs (default: torch's choice). One "
         "thread avoids OpenMP spin-wait slow-downs of small models on a busy machine.",
     )
-    amp: bool = Field(default=True, description="bf16 autocast; used only on CUDA.")
+    precision: Precision = Field(
+        default="auto",
+        description="fp32: float32 everywhere (the reference path; bit-exact resume); bf16: bf16 "
+        "autocast on CPU and CUDA for training and evaluation; auto: bf16 on CUDA, fp32 on CPU.",
+    )
     deterministic: bool = True
     checkpoint_every_steps: int | None = Field(default=None, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)
@@ -272,6 +296,8 @@ class ExperimentConfig(StrictModel):
         }
         data = self.model_dump(mode="json", exclude=ignored)
         data["data"].pop("num_workers", None)
+        if data["precision"] != "bf16":  # the older amp key: runs from before keep their hash
+            data["amp"] = data.pop("precision") == "auto"
         if entry is not None:
             data["models"] = [entry.model_dump(mode="json", exclude={"label"})]
         text = json.dumps(data, sort_keys=True)

@@ -42,10 +42,17 @@ def cpu_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def autocast(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA when ``amp``; a no-op context elsewhere."""
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, precision: str):
+    """The context a forward pass runs in for ``precision`` (``ExperimentConfig.precision``).
+
+    ``fp32``: none (float32, the reference path). ``bf16``: bf16 autocast on CPU and CUDA (matmuls
+    and linear layers in bf16, reductions and the factorised cross-attention in float32).
+    ``auto``: bf16 on CUDA, float32 on CPU.
+    """
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision not in ("fp32", "auto"):
+        raise ConfigError(f"precision {precision!r} is unknown; use auto, fp32 or bf16")
     return nullcontext()
 
 
@@ -81,7 +88,7 @@ def evaluate_model(
     metrics: Sequence[str],
     batch_size: int,
     device: torch.device | str = "cpu",
-    amp: bool = False,
+    precision: str = "fp32",
     dist: DistContext | None = None,
     progress: bool = False,
     description: str = "evaluate",
@@ -102,7 +109,7 @@ def evaluate_model(
     with progress_bar(progress and dist.is_main) as bar:
         job = bar.add_task(description, total=len(batches))
         for batch, target in make_loader(dataset, batches, collate, 0, 0):
-            with autocast(device, amp):
+            with autocast(device, precision):
                 logits = net(batch.to(device))
             acc.update(logits.float(), target)
             bar.advance(job)

@@ -259,7 +259,7 @@ def evaluate_on(
         metrics=config.metrics,
         batch_size=config.eval_batch_size or config.batch_size,
         device=device,
-        amp=config.amp,
+        precision=config.precision,
         progress=progress,
         description=f"test {modality.label}",
     )

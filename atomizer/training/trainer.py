@@ -45,7 +45,7 @@ class TrainSettings:
     metrics: tuple[str, ...] = ("overall_accuracy",)
     eval_batch_size: int | None = None
     device: str = "auto"
-    amp: bool = True
+    precision: str = "auto"
     deterministic: bool = True
     checkpoint_every_steps: int | None = None
     keep_checkpoints: int = 2
@@ -64,7 +64,7 @@ class TrainSettings:
             metrics=tuple(config.metrics),
             eval_batch_size=config.eval_batch_size,
             device=config.device,
-            amp=config.amp,
+            precision=config.precision,
             deterministic=config.deterministic,
             checkpoint_every_steps=config.checkpoint_every_steps,
             keep_checkpoints=config.keep_checkpoints,
@@ -188,7 +188,7 @@ class Trainer:
         """The loss of this rank's share of a global batch of ``n_global`` samples."""
         batch, target = item
         batch, target = batch.to(self.device), target.to(self.device)
-        with autocast(self.device, self.s.amp):
+        with autocast(self.device, self.s.precision):
             logits = net(batch)
         total = loss_sum(logits, target, self.s.task)
         value, n = float(total.detach()), len(target)
@@ -222,7 +222,7 @@ class Trainer:
                 metrics=self.s.metrics,
                 batch_size=self.s.eval_batch_size or self.s.batch_size,
                 device=self.device,
-                amp=self.s.amp,
+                precision=self.s.precision,
                 dist=self.dist,
                 progress=False,
                 description=f"val {name}",
