@@ -26,17 +26,24 @@ from pathlib import Path
 from typing import Any
 
 from atomizer.data.modality import Modality
-from atomizer.training.sweep_config import X_UNITS, SweepConfig, SweepPoint
-
-__all__ = ["X_UNITS", "SweepConfig", "SweepPoint", "run_sweep", "sweep_dir", "sweep_of"]
+from atomizer.errors import ConfigError
+from atomizer.io import atomic_path, atomic_write_text, ensure_dir
+from atomizer.training.config import modality_key
+from atomizer.training.report import (
+    MEAN_COLUMN,
+    RESULTS_JSON,
+    RESULTS_MD,
+    RESULTS_PNG,
+    table,
+)
+from atomizer.training.report import to_json as report_json
+from atomizer.training.runner import RunResults, run_experiment
+from atomizer.training.sweep_config import X_TITLES, SweepConfig
 
 SWEEP_DIR_PREFIX = "sweep-"
-X_TITLES = {"gsd_m": "test GSD (m / pixel)", "size_px": "test input size (pixels)"}
 
 
 def sweep_of(config: Any, name: str) -> SweepConfig:
-    from atomizer.errors import ConfigError
-
     if name not in config.sweeps:
         known = ", ".join(sorted(config.sweeps)) or "none"
         raise ConfigError(
@@ -46,14 +53,14 @@ def sweep_of(config: Any, name: str) -> SweepConfig:
     return config.sweeps[name]
 
 
-def run_sweep(config: Any, name: str, *, host: Any, progress: bool = False, log: Any = None):
+def run_sweep(
+    config: Any, name: str, *, host: Any, progress: bool = False, log: Any = None
+) -> RunResults:
     """Every model x seed of ``config`` (finished runs reused) tested at every point of the sweep.
 
     Returns the :class:`~atomizer.training.runner.RunResults` of the experiment whose test
     modalities are the sweep's points.
     """
-    from atomizer.training.runner import run_experiment
-
     sweep = sweep_of(config, name)
     swept = config.model_copy(update={"test_modalities": sweep.modalities()})
     return run_experiment(swept, host=host, progress=progress, log=log)
@@ -64,15 +71,11 @@ def sweep_dir(config: Any, name: str, output_dir: str | Path | None = None) -> P
 
 
 def _in_training(config: Any, modality: Modality) -> bool:
-    from atomizer.training.config import modality_key
-
     return modality_key(modality) in {modality_key(m) for m in config.train_modalities}
 
 
 def markdown(results: Any, name: str) -> str:
     """The sweep's table: models x points, mean ± std over seeds of the main metric."""
-    from atomizer.training.report import MEAN_COLUMN, table
-
     config = results.config
     sweep = sweep_of(config, name)
     metric = config.main_metric
@@ -109,8 +112,6 @@ def markdown(results: Any, name: str) -> str:
 
 def to_json(results: Any, name: str) -> dict[str, Any]:
     """The experiment report's JSON plus the sweep's axis and point values."""
-    from atomizer.training.report import to_json as report_json
-
     sweep = sweep_of(results.config, name)
     return {
         "sweep": name,
@@ -127,9 +128,6 @@ def plot(results: Any, name: str, path: str | Path) -> Path:
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
-
-    from atomizer.io import atomic_path
-    from atomizer.training.report import table
 
     config = results.config
     sweep = sweep_of(config, name)
@@ -157,9 +155,6 @@ def write_sweep_report(
     results: Any, name: str, output_dir: str | Path | None = None
 ) -> dict[str, Path]:
     """``results.md``, ``results.json`` and ``results.png`` in ``output_dir/sweep-<name>``."""
-    from atomizer.io import atomic_write_text, ensure_dir
-    from atomizer.training.report import RESULTS_JSON, RESULTS_MD, RESULTS_PNG
-
     out = ensure_dir(sweep_dir(results.config, name, output_dir))
     md, js = out / RESULTS_MD, out / RESULTS_JSON
     atomic_write_text(md, markdown(results, name))

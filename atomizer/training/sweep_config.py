@@ -1,7 +1,6 @@
-"""The schema of an experiment's ``sweeps:`` (see :mod:`atomizer.training.sweep` for running them).
-
-Kept apart from the sweep runner so that the experiment schema (:mod:`atomizer.training.config`)
-can use it without importing the runner, which imports the schema back.
+"""The ``sweeps:`` section of an experiment config: a base test modality swept along its GSD or its
+size in pixels (the Atomizer paper's Tables 2 and 3). Running and reporting a sweep is
+:mod:`atomizer.training.sweep`.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from pydantic import Field, model_validator
 from atomizer.config import StrictModel
 from atomizer.data.modality import Modality
 
-#: Unit of each axis a sweep may run along (labels of its points).
 X_UNITS = {"gsd_m": "m", "size_px": "px"}
+X_TITLES = {"gsd_m": "test GSD (m / pixel)", "size_px": "test input size (pixels)"}
 
 
 class SweepPoint(StrictModel):
