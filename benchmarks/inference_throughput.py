@@ -9,7 +9,7 @@ Model: ``atomizer-paper`` in eval mode, gradients off (what ``predict``, ``embed
 images on one 10 m grid (random reflectances) of about 80,000, 500,000 and 2,000,000 atoms each.
 For each size the batch size is chosen by :func:`atomizer.models.inference.inference_batch_size`
 to the memory budget; a fresh child process per (size, precision) builds the batch, runs one
-warm-up forward pass and times ``--reps`` more: CPU and wall seconds, peak RSS and the RSS before
+warm-up forward pass (``--warmup``) and times ``--reps`` more: CPU and wall seconds, peak RSS and the RSS before
 the first pass (set-up: interpreter, torch, model, batch). *Forward memory* = peak - set-up +
 the batch tensors, what the budget covers; it should stay under the budget whatever the image
 size (memory flat in atoms). Children of every kind alternate, round after round, so a change of
@@ -58,7 +58,9 @@ def side_px(atoms: int) -> int:
     return max(1, round((atoms / BANDS) ** 0.5))
 
 
-def child(atoms: int, precision: str, budget_mib: int, reps: int, threads: int) -> dict[str, Any]:
+def child(
+    atoms: int, precision: str, budget_mib: int, reps: int, warmup: int, threads: int
+) -> dict[str, Any]:
     import numpy as np
     import torch
 
@@ -90,7 +92,8 @@ def child(atoms: int, precision: str, budget_mib: int, reps: int, threads: int) 
         with torch.no_grad(), autocast(device, precision):
             model(batch)
 
-    forward()
+    for _ in range(warmup):
+        forward()
     cpu, wall = [], []
     for _ in range(reps):
         c0, w0 = _cpu_seconds(), time.perf_counter()
@@ -182,15 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-mib", type=int, default=2048, help="memory budget per pass")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--reps", type=int, default=1, help="timed passes per child")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed passes per child first")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="atoms per image")
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
     parser.add_argument("--out", type=Path, default=None, help="write all figures as JSON here")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        atoms, precision, budget, reps = args.child
-        print(json.dumps(child(int(atoms), precision, int(budget), int(reps), args.threads)))
+        atoms, precision, budget, reps, warmup = (int(x) if x.isdigit() else x for x in args.child)
+        print(json.dumps(child(atoms, precision, budget, reps, warmup, args.threads)))
         return 0
     started = time.perf_counter()
     results = []
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(
                     _run_child(
                         ["--threads", str(args.threads), "--child", atoms, precision]
-                        + [str(args.budget_mib), str(args.reps)]
+                        + [str(args.budget_mib), str(args.reps), str(args.warmup)]
                     )
                 )
     rows = summarise(results, args.budget_mib)
