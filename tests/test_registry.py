@@ -166,3 +166,12 @@ def test_specs_without_an_id_are_each_reported(monkeypatch, tmp_path):
     (tmp_path / "a" / "two.yaml").write_text("name: Two\nsources: [x]\nbands: []\n")
     reg = make_host(monkeypatch, tmp_path, tmp_path / "a").sensor_registry(strict=False)
     assert any("one.yaml" in p for p in reg.problems) and any("two.yaml" in p for p in reg.problems)
+
+
+def test_an_absurdly_long_unknown_id_is_clipped_in_the_message():
+    from atomizer.errors import UnknownSensorError
+    from atomizer.plugins.host import builtin_host
+
+    with pytest.raises(UnknownSensorError) as info:
+        builtin_host().sensors.get("x" * 100_000)
+    assert len(str(info.value)) < 400 and "(100,002 characters)" in str(info.value)

@@ -156,13 +156,13 @@ class SensorRegistry:
             return self._specs[self._names[key]]
         if key in self._skipped:
             raise UnknownSensorError(
-                f"sensor {name!r} is not available: its spec was skipped ({self._skipped[key]})"
+                f"sensor {clip_text(repr(name), max_chars=80)} is not available: its spec was skipped ({self._skipped[key]})"
             )
         close = difflib.get_close_matches(key, list(self._names), n=3, cutoff=0.4)
         close_ids = list(dict.fromkeys(self._names[c] for c in close))
         hint = f"; closest known: {', '.join(close_ids)}" if close_ids else ""
         raise UnknownSensorError(
-            f"unknown sensor {name!r}{hint} (see `atomizer sensors list`, or add a YAML spec to a "
+            f"unknown sensor {clip_text(repr(name), max_chars=80)}{hint} (see `atomizer sensors list`, or add a YAML spec to a "
             f"folder on {SENSOR_PATH_ENV})"
         )
 
