@@ -23,24 +23,13 @@ from typing import Any
 import yaml
 
 from atomizer.errors import DocumentError, LimitError
+from atomizer.io import file_kind
 from atomizer.limits import check, exceeded, limit
 
 #: libyaml's safe loader when available (specs with 1-nm response tables parse ~10x faster).
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 ErrorFactory = Callable[[str], Exception]
-
-
-def _kind_of(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
 
 
 def read_bytes(path: str | Path, *, limit_name: str, what: str = "file",
@@ -54,7 +43,7 @@ def read_bytes(path: str | Path, *, limit_name: str, what: str = "file",
     except OSError as exc:
         raise error(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise error(f"{path}: is {_kind_of(st.st_mode)}, not a {what}; give a regular file")
+        raise error(f"{path}: is {file_kind(st.st_mode)}, not a {what}; give a regular file")
     max_bytes = limit(limit_name)
     if st.st_size > max_bytes:
         raise _as(error, exceeded(limit_name, st.st_size, subject=str(path)))

@@ -143,7 +143,9 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
 TEMP_NAME_OVERHEAD = 2 + 8 + 1 + 8 + 4 + 8
 
 
-def _kind(mode: int) -> str | None:
+def file_kind(mode: int) -> str | None:
+    """What a ``st_mode`` names when it is not a regular file ("a folder", "a FIFO (named pipe)",
+    ...), or None for a regular file: the words every refusal of a non-file uses."""
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISFIFO(mode):
@@ -195,7 +197,7 @@ def check_output(
                 f"output {shown} is a symbolic link (to {os.readlink(path)}); writing would replace "
                 "the link: choose another path, or pass --overwrite to replace the link itself"
             )
-    elif st is not None and (kind := _kind(st.st_mode)) is not None:
+    elif st is not None and (kind := file_kind(st.st_mode)) is not None:
         hint = "give a file name" if kind == "a folder" else "write to a regular file"
         raise OutputError(f"output {shown} is {kind}; {hint}")
     for source in inputs:
