@@ -303,3 +303,44 @@ def test_items_from_a_folder_a_catalog_and_stac_geoparquet_are_the_same(tmp_path
         hrefs = sorted(a["href"] for a in refs[0].data["assets"].values())
         assert hrefs == sorted(str(p) for p in (tmp_path / "a").glob("one_*.tif")), name
         assert refs[0].geometry.equals(loaded["items.json"][0].geometry), name
+
+
+def test_tokenize_mask_drops_the_atoms_on_flagged_scl_pixels(host, tile_inputs, tmp_path):
+    import rasterio
+
+    from atomizer.atoms.io import load_atoms
+
+    _, _, folder = tile_inputs
+    s2_tile_item(folder).save_object(dest_href=str(tmp_path / "item.json"), include_self_link=False)
+    args = ["tokenize", tmp_path / "item.json", "--window", "600,600,60,60", "--bands", "B04,B8A"]
+    plain = run(host, *args, "-o", tmp_path / "all.atoms")
+    masked = run(host, *args, "--mask", "cloud,nodata", "-o", tmp_path / "clear.atoms")
+    assert plain.exit_code == 0 and masked.exit_code == 0, masked.output
+    full, clear = load_atoms(tmp_path / "all.atoms"), load_atoms(tmp_path / "clear.atoms")
+    with rasterio.open(folder / SCL_NAME) as ds:
+        scl, t = ds.read(1), ds.transform
+    cx, cy = full.scene.extra["reference_centre_m"]
+
+    def flags(atoms):
+        cols = np.floor((atoms.x + cx - t.c) / t.a).astype(int)
+        rows = np.floor((atoms.y + cy - t.f) / t.e).astype(int)
+        return np.isin(scl[rows, cols], [0, 8, 9])
+
+    assert flags(full).sum() > 0 and not flags(clear).any()
+    assert len(clear) == len(full) - int(flags(full).sum())
+    res = run(host, "tokenize", tmp_path / "item.json", "--window", "0,0,5,5", "--mask", "clouds")
+    assert res.exit_code == 1 and "unknown mask name" in res.output
+
+
+def test_labels_too_far_in_time_from_every_item_are_recorded(toy):
+    tmp, spec = toy
+    lon, lat = centre_lonlat()
+    write_points(tmp / "labels.geojson", [(lon, lat, "a"), (lon, lat, "b")], extra={
+        0: {"date": "2022-10-20"}, 1: {"date": "2023-06-01"}})
+    s = spec(labels={"path": "labels.geojson", "column": "landcover", "datetime_column": "date"},
+             match={"max_days": 30})
+    result = build_dataset(load_dataset_spec(s), tmp / "out", workers=0)
+    assert result.n_chips == 1
+    errors = [json.loads(x) for x in (tmp / "out" / "errors.jsonl").read_text().splitlines()]
+    assert [e["label_index"] for e in errors] == [1]
+    assert "no item within 30 days of its date 2023-06-01" in errors[0]["error"]

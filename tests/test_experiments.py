@@ -15,6 +15,7 @@ from atomizer.plugins.host import PluginHost
 from atomizer.training.config import load_config
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+BASELINES = ["resnet", "vit", "scalemae", "perceiver", "dofa", "panopticon", "copernicusfm"]
 
 
 def host_for(tmp: Path) -> PluginHost:
@@ -32,11 +33,12 @@ def run(tmp: Path, config: Path, *overrides: str, extra: tuple[str, ...] = ()):
 def test_shipped_experiments_are_valid(name, tmp_path):
     host = host_for(tmp_path)
     cfg = load_config(EXPERIMENTS / f"{name}.yaml", known_models=host.models.names())
-    assert len(cfg.models) == 5 and len(cfg.seeds) >= 3
+    assert len(cfg.models) == 8 and len(cfg.seeds) >= 3
     rows = [m.name for m in cfg.models]
-    assert rows[0].startswith("atomizer") and {"resnet", "vit", "scalemae", "perceiver"} <= set(
-        rows
-    )
+    assert rows[0].startswith("atomizer") and set(BASELINES) <= set(rows)
+    # the paper's Tables 2 and 3: a GSD sweep and a size sweep of at least four values each
+    assert {n: s.x for n, s in cfg.sweeps.items()} == {"gsd": "gsd_m", "size": "size_px"}
+    assert all(len(s.points) >= 4 for s in cfg.sweeps.values())
 
 
 def test_indian_pines_smoke_run(tmp_path):
@@ -55,7 +57,7 @@ def test_indian_pines_smoke_run(tmp_path):
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "results.json").read_text())
     table = report["table"]
-    assert list(table) == ["atomizer", "resnet", "vit", "scalemae", "perceiver"]
+    assert list(table) == ["atomizer", *BASELINES]
     columns = ["Landsat8 30m", "WorldView3 24m", "MODIS 60m", "PlanetScope 25m", "mean"]
     for model, cells in table.items():
         assert list(cells) == columns
@@ -77,6 +79,41 @@ def test_indian_pines_smoke_run(tmp_path):
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["table"] == table
     assert {p: p.stat().st_mtime_ns for p in out.rglob("ckpt-*.safetensors")} == stamps
+    # the GSD sweep (the paper's Table 2) tests the same trained runs: one command, no retraining
+    sweep = run(
+        tmp_path,
+        EXPERIMENTS / "indian-pines-cross-sensor.yaml",
+        *overrides,
+        extra=("--sweep", "gsd"),
+    )
+    assert sweep.exit_code == 0, sweep.output
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("ckpt-*.safetensors")} == stamps
+    swept = json.loads((out / "sweep-gsd" / "results.json").read_text())
+    assert swept["x"] == "gsd_m" and swept["x_values"] == [20, 26.6667, 32, 40, 53.3333, 80]
+    assert list(swept["table"]) == ["atomizer", *BASELINES]
+    labels = ["20 m", "26.7 m", "32 m", "40 m", "53.3 m", "80 m"]
+    for cells in swept["table"].values():
+        assert list(cells) == [*labels, "mean"]
+        assert all(cells[c]["n_seeds"] == 2 for c in labels)
+    assert (out / "sweep-gsd" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    header = next(ln for ln in sweep.stdout.splitlines() if ln.startswith("| model"))
+    assert header.split("|")[2].strip() == "20 m (train)"  # the in-distribution point is marked
+    unknown = run(tmp_path, EXPERIMENTS / "indian-pines-cross-sensor.yaml", extra=("--sweep", "x"))
+    assert unknown.exit_code == 1
+    assert [ln for ln in unknown.output.splitlines() if ln.startswith("error:")] == [
+        "error: experiment 'indian-pines-cross-sensor' has no sweep 'x' (its sweeps: gsd, size); "
+        "add it under 'sweeps:' in the config"
+    ]
+
+
+def test_sweep_points_must_set_the_swept_axis(tmp_path):
+    from atomizer.errors import ConfigError
+
+    config = tmp_path / "bad.yaml"
+    text = (EXPERIMENTS / "indian-pines-cross-sensor.yaml").read_text()
+    config.write_text(text.replace("- {gsd_m: 32, size_px: 5}", "- {size_px: 5}"))
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: sweeps.gsd: every point must set gsd_m"):
+        load_config(config)
 
 
 @pytest.mark.data

@@ -235,11 +235,17 @@ def test_an_absurd_pixel_size_in_the_geotransform_is_refused(pixel_m, host, worl
     (("--gsd", "1e-300"), "outside the physical range"),
 ])
 def test_evaluate_refuses_absurd_modalities_before_any_work(args, needle, host, tmp_path):
+    from pydantic import ValidationError
+
+    from atomizer.data.modality import Modality
+
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    result = expect_clean_error(host, tmp_path, "evaluate", run_dir, "--modality", "sentinel2a",
-                                *args)
-    assert needle in result.stderr
+    expect_clean_error(host, tmp_path, "evaluate", run_dir, "--modality", "sentinel2a", *args)
+    key = {"--size": "size_px", "--gsd": "gsd_m"}[args[0]]
+    with pytest.raises(ValidationError, match=needle):  # refused before anything is allocated
+        Modality(sensor="sentinel2a", **{key: type(1 if key == "size_px" else 1.0)(
+            float(args[1]))})
 
 
 def test_a_model_config_asking_terabytes_is_refused_before_allocating():

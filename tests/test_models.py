@@ -31,6 +31,7 @@ from atomizer.models import (
 )
 from atomizer.models import fused as fused_mod
 from atomizer.models import perceiver as perceiver_mod
+from atomizer.models.any_sensor import AnySensorConfig
 from atomizer.models.attention import chunked_attention, key_padding_sdpa
 from atomizer.models.fused import FactorisedCrossAttention
 from atomizer.models.perceiver import drop_atoms
@@ -68,8 +69,13 @@ LAYOUT = {
     ],
     "size_px": 8,
 }
+TINY_VIT = {"dim": 32, "depth": 1, "heads": 2, "dim_head": 8, "patch_size": 4}
 #: Tiny overrides per config class (most specific first); variants keep their depth.
 TINY: list[tuple[type, dict]] = [
+    (
+        AnySensorConfig,
+        {**TINY_VIT, "raster": {"size_px": 8}},
+    ),
     (AtomizerConfig, {**TINY_PERCEIVER, "atom_dim": 16, "tokenizer": TINY_TOKENIZER}),
     (PerceiverBaselineConfig, {**TINY_PERCEIVER, "fourier_bands": 3, "layout": LAYOUT}),
     (
@@ -431,3 +437,31 @@ def test_row_merge_recovers_every_index(sizes, seed, limit):
     for name, term in terms.items():
         assert torch.equal(rows[name][index], term.index)
     assert int(index.max()) + 1 == len(torch.unique(index))  # no unused combined rows
+
+
+# --- the any-sensor baselines (DOFA, Panopticon, Copernicus-FM) -----------------------------------
+ANY_SENSOR_VARIANTS = [
+    n for n in VARIANTS if issubclass(builtin_variants()[n].config_cls, AnySensorConfig)
+]
+
+
+def test_any_sensor_variants_are_registered():
+    assert {"dofa", "panopticon", "copernicusfm"} <= set(ANY_SENSOR_VARIANTS)
+
+
+@pytest.mark.parametrize("name", ANY_SENSOR_VARIANTS)
+def test_any_sensor_models_read_only_the_bands_present(name):
+    """Channels = the input's own bands (no zero-filled slots); a sample's output does not depend
+    on the band sets of the other samples of its batch; every band changes the output."""
+    model = build(name).eval()
+    rgb = make_atoms(5).select_bands(["B02", "B03", "B04"])
+    full = make_atoms(6)
+    raster, channels = model.raster(collate_atoms([rgb]))
+    assert [b.name for b in channels] == ["B02", "B03", "B04"]
+    assert raster.values.shape[1] == 3 and raster.present.all()
+    with torch.no_grad():
+        mixed = model(collate_atoms([rgb, full]))
+        torch.testing.assert_close(mixed[0], model(collate_atoms([rgb]))[0], atol=TOL, rtol=TOL)
+        torch.testing.assert_close(mixed[1], model(collate_atoms([full]))[0], atol=TOL, rtol=TOL)
+        three = model(collate_atoms([full.select_bands(["B02", "B03", "B04"])]))
+        assert not torch.allclose(three, model(collate_atoms([full])), atol=1e-4)

@@ -117,8 +117,9 @@ def test_validate_good_and_bad(runner, user_dir, tmp_path):
     for name, (_, needle) in BAD_SPECS.items():
         matching = [ln for ln in problem_lines if name in ln]
         assert len(matching) == 1 and needle in matching[0], (name, problem_lines)
-        # file:line: key: message
-        assert matching[0].split(":")[1].isdigit()
+        # error: file:line: key: message
+        assert matching[0].startswith("error: ")
+        assert matching[0].removeprefix("error: ").split(":")[1].isdigit()
 
 
 def test_validate_never_tracebacks_on_garbage(runner, tmp_path, user_dir):

@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "atomizer.cli.simulate_cmd",
     "atomizer.cli.train_cmd",
     "atomizer.cli.pretrain_cmd",
+    "atomizer.cli.inference_cmd",
     "atomizer.cli.plugins_cmd",
 )
 

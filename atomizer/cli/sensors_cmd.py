@@ -131,15 +131,17 @@ def validate_sensors(obj, files: tuple[Path, ...]) -> None:
         except SpecError as exc:
             failed += 1
             for line in exc.problems:
-                click.echo(line, err=True)
+                click.echo(f"error: {line}", err=True)
             continue
         except AtomizerError as exc:
             failed += 1
-            click.echo(f"{path}: {exc}", err=True)
+            for line in str(exc).splitlines():
+                click.echo(f"error: {line if line.startswith(str(path)) else f'{path}: {line}'}",
+                           err=True)
             continue
         click.echo(f"{path}: ok ({spec.id}, {spec.n_bands} bands)")
     if failed:
-        click.echo(f"{failed} of {len(files)} file(s) invalid", err=True)
+        click.echo(f"error: {failed} of {len(files)} file(s) invalid", err=True)
         sys.exit(1)
 
 

@@ -170,7 +170,7 @@ def evaluate_command(
     obj, checkpoint, sensor, bands, gsd, size, name, config_path, overrides, split, data_dir,
     device, as_json,
 ) -> None:
-    """Evaluate a trained CHECKPOINT (file or run folder) on a modality, e.g. an unseen one.
+    """Evaluate a trained CHECKPOINT (file, run folder or model package) on a modality.
 
     The sensor may be a spec written after training: a YAML file, or an id defined in a folder on
     ATOMIZER_SENSOR_PATH.
@@ -179,12 +179,14 @@ def evaluate_command(
 
     from atomizer.config import render_errors
     from atomizer.data.modality import Modality
+    from atomizer.inference.loading import record_path
     from atomizer.errors import ConfigError
     from atomizer.sensors.resolve import is_spec_path
     from atomizer.training.checkpoint import read_record
     from atomizer.training.config import apply_overrides, validate_config
     from atomizer.training.runner import evaluate_checkpoint, experiment_of
 
+    checkpoint = record_path(checkpoint)  # a model package folder -> its checkpoint record
     band_list = tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else None
     try:
         modality = Modality(sensor=sensor, bands=band_list, gsd_m=gsd, size_px=size, name=name)
@@ -236,8 +238,14 @@ def evaluate_command(
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the results JSON instead of the table."
 )
+@click.option(
+    "--sweep",
+    metavar="NAME",
+    help="Test along the config's sweep NAME (GSD or size) instead of the test modalities; "
+    "writes OUTPUT/sweep-NAME/results.{md,json,png}.",
+)
 @click.pass_obj
-def run_command(obj, config, overrides, output, device, as_json) -> None:
+def run_command(obj, config, overrides, output, device, as_json, sweep) -> None:
     """Train every model with every seed, test every unseen modality, write the comparison table.
 
     Writes results.md, results.json and results.png into the output folder; finished runs are
@@ -252,6 +260,9 @@ def run_command(obj, config, overrides, output, device, as_json) -> None:
     if device is not None:
         cfg = cfg.model_copy(update={"device": device})
     log = (lambda m: click.echo(m, err=True)) if not as_json else None
+    if sweep is not None:
+        _run_sweep(obj, cfg, sweep, as_json, log)
+        return
     results = run_experiment(cfg, host=obj.host, progress=_progress(), log=log)
     paths = write_report(results, cfg.output_dir)
     if as_json:
@@ -261,6 +272,21 @@ def run_command(obj, config, overrides, output, device, as_json) -> None:
     for row, notes in results.notes.items():
         for column, text in notes.items():
             click.echo(f"note: {row} on {column}: {text}")
+    click.echo(f"wrote {paths['markdown']}, {paths['json']}, {paths['plot']}")
+
+
+def _run_sweep(obj, cfg, name, as_json, log) -> None:
+    import json as json_lib
+
+    from atomizer.training import sweep as sweeps
+
+    sweeps.sweep_of(cfg, name)  # an unknown sweep fails before any training
+    results = sweeps.run_sweep(cfg, name, host=obj.host, progress=_progress(), log=log)
+    paths = sweeps.write_sweep_report(results, name)
+    if as_json:
+        click.echo(json_lib.dumps(sweeps.to_json(results, name), indent=2, allow_nan=True))
+        return
+    click.echo(sweeps.markdown(results, name))
     click.echo(f"wrote {paths['markdown']}, {paths['json']}, {paths['plot']}")
 
 

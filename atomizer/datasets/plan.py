@@ -23,6 +23,7 @@ from atomizer.datasets.sources import (
 )
 from atomizer.datasets.spec import DatasetSpec
 from atomizer.errors import AtomizerError
+from atomizer.plugins.host import host_or_builtin, sensor_spec
 from atomizer.sensors.spec import SensorSpec
 
 
@@ -78,10 +79,7 @@ def _label_json(lb: Label) -> dict[str, Any]:
 
 def plan_build(spec: DatasetSpec, *, host: Any = None) -> BuildPlan:
     """Read items and labels, pair them, split them and cut the work into shard tasks."""
-    if host is None:
-        from atomizer.plugins.host import default_host
-
-        host = default_host()
+    host = host_or_builtin(host)  # None: atomizer's own sensors only, whatever the environment
     items = load_items(spec.items)
     labels = load_labels(spec)
     classes, multilabel = class_names(labels, spec)
@@ -89,9 +87,7 @@ def plan_build(spec: DatasetSpec, *, host: Any = None) -> BuildPlan:
     pairing = pair_labels(items, labels, spec)
     fixed = None
     if spec.sensor is not None:
-        from atomizer.simulate.api import resolve_sensor
-
-        fixed = resolve_sensor(spec.sensor, host)
+        fixed = sensor_spec(spec.sensor, host)
     plan = BuildPlan(spec, [], labels, classes, multilabel, {}, n_items=len(items))
     for lb, why in pairing.unmatched:
         plan.errors.append({"label_index": lb.index, "error": f"label {lb.index} skipped: {why}"})

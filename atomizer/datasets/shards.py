@@ -4,8 +4,9 @@ The arrays of :mod:`atomizer.atoms.io` (``value``, ``band``, ``x``, ``y``) hold 
 one after the other; ``offsets`` (int64, chips + 1) says where each chip starts. The safetensors
 metadata key ``atomizer`` holds JSON ``{"format": "atomizer.shard", "version": 1, "task": KEY,
 "band_tables": [[band, ...], ...], "chips": [{"scene", "table", "row"}, ...]}``: ``band`` indices of
-a chip refer to its band table. The key ``atomizer.build`` holds ``{"stats", "skipped"}`` (what the
-build merges into stats.json and errors.jsonl), parsed only when asked for. Reading one chip reads
+a chip refer to its band table. The uint8 array ``build`` holds the JSON ``{"stats", "skipped"}``
+(what the build merges into stats.json and errors.jsonl), read only when asked for. (One metadata
+key only: safetensors writes several in no fixed order, and shards must be the same bytes.) Reading one chip reads
 only its slices.
 
 Shards are written atomically and never changed: the file's ``task`` key names the inputs it was
@@ -30,7 +31,7 @@ from atomizer.sensors.spec import Band
 SHARD_FORMAT = "atomizer.shard"
 SHARD_VERSION = 1
 SHARD_SUFFIX = ".atoms"
-BUILD_KEY = "atomizer.build"
+BUILD_KEY = "build"
 _DTYPES = {"value": np.float32, "band": np.int16, "x": np.float32, "y": np.float32}
 
 
@@ -57,8 +58,9 @@ def save_shard(path: str | Path, chips: Sequence[AtomSet], rows: Sequence[dict[s
               "n_chips": len(chips), "n_atoms": int(offsets[-1]), "band_tables": tables,
               "chips": chip_meta}
     build = {"stats": stats, "skipped": list(skipped)}
-    meta = {"atomizer": json.dumps(header, sort_keys=True, separators=(",", ":")),
-            BUILD_KEY: json.dumps(build, sort_keys=True, separators=(",", ":"))}
+    record = json.dumps(build, sort_keys=True, separators=(",", ":")).encode()
+    tensors[BUILD_KEY] = np.frombuffer(record, dtype=np.uint8).copy()
+    meta = {"atomizer": json.dumps(header, sort_keys=True, separators=(",", ":"))}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     return header | build
@@ -109,9 +111,9 @@ class ShardFile:
     def build_record(self) -> dict[str, Any]:
         """``{"stats", "skipped"}`` as the build wrote them."""
         try:
-            record = json.loads((self._handle.metadata() or {})[BUILD_KEY])
+            record = json.loads(self._handle.get_tensor(BUILD_KEY).tobytes())
             record["stats"], record["skipped"]  # noqa: B018 - presence check
-        except (KeyError, TypeError, ValueError):
+        except Exception:  # noqa: BLE001 - safetensors raises its own error for a missing array
             raise AtomsFormatError(f"{self.path}: the shard has no build record; rebuild it") from None
         return record
 

@@ -9,6 +9,9 @@
 | ``vit``          | ViT baseline                                                                |
 | ``scalemae``     | ViT with Scale-MAE's GSD-scaled positional encoding                         |
 | ``perceiver``    | plain Perceiver on raster pixels (values + Fourier positions)              |
+| ``dofa``         | DOFA: wavelength -> patch-kernel hypernetwork, ViT (only the bands present) |
+| ``panopticon``   | Panopticon: per-channel tokens fused by spectral cross-attention, ViT       |
+| ``copernicusfm`` | Copernicus-FM: wavelength + bandwidth hypernetwork, metadata, ViT           |
 
 The paper gives the depth (4 x 4) and the atom-drop fraction (0.5); the widths of ``atomizer-paper``
 (128 latents x 512, one 64-wide cross-attention head, 8 self-attention heads of 64) are the usual
@@ -69,6 +72,9 @@ def builtin_variants() -> dict[str, Any]:
         ScaleMAEModel,
         ViTModel,
     )
+    from atomizer.models.copernicusfm import CopernicusFMModel
+    from atomizer.models.dofa import DOFAModel
+    from atomizer.models.panopticon import PanopticonModel
     from atomizer.models.registry import ModelFactory
 
     return {
@@ -79,6 +85,9 @@ def builtin_variants() -> dict[str, Any]:
         "vit": ModelFactory(ViTModel, {}, "ViT on a fixed-layout raster"),
         "scalemae": ModelFactory(ScaleMAEModel, {}, "ViT with GSD-scaled positions (Scale-MAE)"),
         "perceiver": ModelFactory(PerceiverBaselineModel, {}, "plain Perceiver on raster pixels"),
+        "dofa": ModelFactory(DOFAModel, {}, "DOFA: wavelength-conditioned patch embedding, ViT"),
+        "panopticon": ModelFactory(PanopticonModel, {}, "Panopticon: spectral channel attention"),
+        "copernicusfm": ModelFactory(CopernicusFMModel, {}, "Copernicus-FM: spectral + metadata"),
     }
 
 

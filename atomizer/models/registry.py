@@ -102,6 +102,11 @@ def plan_model(name: str, config: Mapping[str, Any] | None = None, *, host: Any)
     return ModelPlan(name, _config_of(model, params), count)
 
 
+def build_planned(plan: ModelPlan, *, host: Any) -> nn.Module:
+    """The model of a :func:`plan_model` result (already validated and sized: built once)."""
+    return _construct(plan.name, dict(plan.config), host)
+
+
 def build_model(
     name: str, config: Mapping[str, Any] | None = None, *, host: Any = None
 ) -> nn.Module:

@@ -27,6 +27,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from atomizer.training.distributed import DistContext
+
 #: CLIP's initial temperature (logit scale = 1 / 0.07) and its clamp (scale <= 100).
 INIT_TEMPERATURE = 0.07
 MAX_LOGIT_SCALE = 100.0
@@ -38,19 +40,13 @@ Method = Literal["simclr", "satmip", "satmips"]
 METHODS: tuple[str, ...] = ("simclr", "satmip", "satmips")
 
 
-def distributed_world() -> tuple[int, int]:
-    """``(rank, world_size)`` of the default process group, ``(0, 1)`` outside one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 class _GatherWithGrad(torch.autograd.Function):
     """All-gather along dim 0; backward sums every rank's gradient of this rank's slice."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
-        rank, world = distributed_world()
+        where = DistContext.from_process_group()
+        rank, world = where.rank, where.world_size
         parts = [torch.empty_like(x) for _ in range(world)]
         dist.all_gather(parts, x.contiguous())
         ctx.rank, ctx.n = rank, x.shape[0]
@@ -69,8 +65,7 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     Gradients flow back to every rank's own slice, summed over the ranks that used it (each rank
     computes the loss of the whole gathered batch). Outside a process group this returns ``x``.
     """
-    _, world = distributed_world()
-    if world == 1:
+    if not DistContext.from_process_group().is_distributed:
         return x
     return _GatherWithGrad.apply(x)
 

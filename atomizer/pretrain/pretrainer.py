@@ -42,7 +42,7 @@ from atomizer.training.checkpoint import CheckpointContent
 from atomizer.training.checkpoint_record import PRETRAINING_KIND, ImageEncoderRecord
 from atomizer.training.distributed import DistContext
 from atomizer.training.evaluate import cpu_threads
-from atomizer.training.loop import LoopSettings, StepOutput, run_training
+from atomizer.training.loop import LoopSettings, StepOutput, optimizer_step, run_training
 from atomizer.training.schedule import WarmupCosineSchedule, parameter_groups
 from atomizer.training.seed import Stream, epoch_permutation, stream_rng
 
@@ -203,13 +203,8 @@ def train_step(
     grad_clip_norm: float | None = None,
 ) -> LossParts:
     """One optimisation step (``model`` may be DDP-wrapped). Returns the loss terms."""
-    out = model(views, records)
-    parts = objective(**out)
-    optimizer.zero_grad(set_to_none=True)
-    parts.total.backward()
-    if grad_clip_norm is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
-    optimizer.step()
+    parts = objective(**model(views, records))
+    optimizer_step(model, optimizer, parts.total, grad_clip_norm=grad_clip_norm)
     return parts
 
 

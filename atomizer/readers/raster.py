@@ -29,7 +29,7 @@ from atomizer.readers.base import (
 )
 from atomizer.readers.pixels import assemble, rasterio_message, read_pieces
 from atomizer.readers.plan import BandPlan, BandSource, _Grid
-from atomizer.sensors.spec import check_gsd_m
+from atomizer.sensors.spec import check_gsd_m, check_offset, check_scale
 
 #: Points per edge used when projecting a lon/lat bbox (its edges curve in a projected CRS).
 BBOX_DENSIFY_POINTS = 21
@@ -171,6 +171,14 @@ def _scaling(src: BandSource, ds: Any) -> tuple[float, float, str]:
     i = src.asset_band - 1
     f_scale, f_offset = float(ds.scales[i]), float(ds.offsets[i])
     if (f_scale, f_offset) != (1.0, 0.0):
+        try:
+            check_scale(f_scale)
+            check_offset(f_offset)
+        except ValueError as exc:
+            raise ReaderError(
+                f"{src.href}: band {src.asset_band}'s own scale/offset metadata: {exc}; fix it "
+                "(gdal_edit.py -scale / -offset)"
+            ) from None
         return f_scale, f_offset, "file"
     b = src.band
     if b.scale is not None or b.offset is not None:

@@ -72,7 +72,7 @@ def check_scale(v: float | None) -> float | None:
 
 def check_offset(v: float | None) -> float | None:
     """``v`` when it is a usable offset (at most ``MAX_ABS_OFFSET`` in absolute value)."""
-    if v is not None and abs(v) > MAX_ABS_OFFSET:
+    if v is not None and not (math.isfinite(v) and abs(v) <= MAX_ABS_OFFSET):
         raise ValueError(f"offset {v:g} is beyond +-{MAX_ABS_OFFSET:g}; check the units")
     return v
 

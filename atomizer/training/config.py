@@ -34,6 +34,7 @@ from atomizer.training.overrides import (  # parse_override is re-exported for c
     apply_overrides,
     parse_override,  # noqa: F401
 )
+from atomizer.training.sweep_config import SweepConfig
 
 #: The reference batch size of the linear learning-rate scaling rule lr = base_lr * batch / 256.
 LR_REFERENCE_BATCH = 256
@@ -163,6 +164,10 @@ class ExperimentConfig(StrictModel):
     deterministic: bool = True
     checkpoint_every_steps: int | None = Field(default=None, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)
+    sweeps: dict[str, SweepConfig] = Field(
+        default_factory=dict,
+        description="Named test sweeps over GSD or size (atomizer run CONFIG --sweep NAME).",
+    )
 
     @field_validator("seeds")
     @classmethod
@@ -287,6 +292,7 @@ class ExperimentConfig(StrictModel):
             "eval_batch_size",
             "keep_checkpoints",
             "checkpoint_every_steps",
+            "sweeps",
         }
         data = self.model_dump(mode="json", exclude=ignored)
         data["data"].pop("num_workers", None)
@@ -321,7 +327,8 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(data, dict) and data.get("path") is not None:
         data["path"] = _absolute(data["path"], base)
     for key in ("train_modalities", "val_modalities", "test_modalities"):
-        for m in out.get(key) or []:
+        modalities = out.get(key)
+        for m in modalities if isinstance(modalities, list) else []:  # others: validation says
             if (
                 isinstance(m, dict)
                 and isinstance(m.get("sensor"), str)

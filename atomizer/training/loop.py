@@ -160,8 +160,10 @@ class _Run:
 
     # --- checkpoints ------------------------------------------------------------------------------
     def save(self, net, optimizer, schedule, state: _State, step_in_epoch: int, done: bool):
+        if self.run_dir is None:  # a run without a folder keeps no checkpoints (on every rank)
+            return
         rng = self.dist.gather_objects(capture_rng_state())
-        if self.run_dir is None or not self.dist.is_main:
+        if not self.dist.is_main:
             return
         rng_tensors = {
             f"r{r}.{k}": v for r, (tensors, _) in enumerate(rng) for k, v in tensors.items()
@@ -319,12 +321,18 @@ class _Run:
                 f"the training loss became {float(loss)} at step {schedule.step_count + 1}; "
                 "lower optimizer.base_lr or check the data for extreme values"
             )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.s.grad_clip_norm is not None:
-            nn.utils.clip_grad_norm_(net.parameters(), self.s.grad_clip_norm)
-        optimizer.step()
+        optimizer_step(net, optimizer, loss, grad_clip_norm=self.s.grad_clip_norm)
         schedule.step()
+
+
+def optimizer_step(net: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, *,
+                   grad_clip_norm: float | None = None) -> None:
+    """One update: gradients of ``loss`` (averaged over ranks by DDP), clipped, applied."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip_norm is not None:
+        nn.utils.clip_grad_norm_(net.parameters(), grad_clip_norm)
+    optimizer.step()
 
 
 def run_training(

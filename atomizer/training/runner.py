@@ -8,7 +8,8 @@
 
 Model configs get ``num_classes`` and ``task`` from the experiment; a baseline without a ``layout``
 reads the union of the training modalities' bands (the paper's fixed band layout with missing bands
-zero-filled), on a raster as large as the largest training modality.
+zero-filled), on a raster as large as the largest training modality; an any-sensor baseline
+(DOFA, Panopticon, Copernicus-FM) reads the input's own bands on a raster of that size.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch import nn
 
 from atomizer.data.modality import Modality
 from atomizer.errors import CheckpointError, ConfigError, ModalityError, OutputError
-from atomizer.models.registry import ModelPlan, plan_model
+from atomizer.models.registry import ModelPlan, build_planned, plan_model
 from atomizer.training.checkpoint import (
     CheckpointContent,
     CheckpointRecord,
@@ -66,8 +67,13 @@ def default_layout(config: ExperimentConfig, host: Any) -> dict[str, Any]:
             if mine not in wanted:
                 wanted.append(mine)
     ordered = [b for b in spec.band_names if b in wanted]
+    return {"sensor": spec.id, "sensor_bands": ordered, "size_px": default_size_px(config)}
+
+
+def default_size_px(config: ExperimentConfig) -> int:
+    """Raster side of a baseline without one: the largest training modality's size (else 32)."""
     sizes = [m.size_px for m in config.train_modalities if m.size_px]
-    return {"sensor": spec.id, "sensor_bands": ordered, "size_px": max(sizes) if sizes else 32}
+    return max(sizes) if sizes else 32
 
 
 def model_params(entry: ModelEntry, config: ExperimentConfig, host: Any) -> dict[str, Any]:
@@ -84,6 +90,8 @@ def model_params(entry: ModelEntry, config: ExperimentConfig, host: Any) -> dict
             params[key] = value
     if fields is not None and "layout" in fields and "layout" not in params:
         params["layout"] = default_layout(config, host)
+    if fields is not None and "raster" in fields and "raster" not in params:  # any-sensor models
+        params["raster"] = {"size_px": default_size_px(config)}
     return params
 
 
@@ -177,7 +185,7 @@ def train_one(
     train_set = builder.training_set(config.data.train_split, config.train_modalities)
     val_sets = {m.label: builder.build(config.data.val_split, m) for m in config.val_modalities}
     trainer = Trainer(
-        model_factory=lambda: build(plan.name, plan.config, host),
+        model_factory=lambda: build_planned(plan, host=host),
         train_set=train_set,
         val_sets=val_sets,
         settings=TrainSettings.from_config(config, seed),

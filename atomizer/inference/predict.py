@@ -1,0 +1,330 @@
+"""``atomizer predict``: a classifier over a whole scene, as a blended, georeferenced COG.
+
+Windows (:mod:`atomizer.inference.windows`) are read a row at a time, batched through the model in
+eval mode, and each window's class probabilities are spread over its footprint with a tent weight
+(1 at the centre, small at the edges); where windows overlap the map is the weighted average.
+Output rows are written as soon as no later window can touch them, so memory holds one row of
+windows and one strip of the output, whatever the scene's size. The map is first written as a
+GeoTIFF of strips beside the output, then copied to a Cloud-Optimized GeoTIFF (with overviews) and
+moved into place in one step: a failed run leaves no half-written map.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from atomizer.errors import ModalityError, OutputError
+from atomizer.inference.loading import InferenceModel
+from atomizer.inference.windows import (
+    SceneGeometry,
+    Window,
+    bounded_gdal_cache,
+    covered_pixels,
+    iter_window_rows,
+    output_shape,
+    scene_geometry,
+    tent_weights,
+    window_grid,
+)
+
+#: Value of output pixels where no atom was.
+NODATA = -1.0
+#: Internal tile size of the map (pixels).
+TILE_PX = 256
+
+
+@dataclass
+class PredictReport:
+    """What a prediction did (what ``atomizer predict --json`` prints)."""
+
+    output: str
+    source: str
+    sensor_id: str
+    crs: str
+    gsd_m: float
+    width: int
+    height: int
+    bands: list[str]
+    n_windows: int = 0
+    n_empty_windows: int = 0
+    n_atoms: int = 0
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+    area_km2: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def km2_per_s(self) -> float:
+        return self.area_km2 / self.seconds if self.seconds else 0.0
+
+    @property
+    def atoms_per_s(self) -> float:
+        return self.n_atoms / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        out.update(self.extra, km2_per_s=self.km2_per_s, atoms_per_s=self.atoms_per_s)
+        return out
+
+
+class StripAccumulator:
+    """Weighted sums of probabilities over a strip of output rows ``[top, top + height)``."""
+
+    def __init__(self, n_classes: int, height: int, width: int) -> None:
+        self.top = 0
+        self.sum = np.zeros((n_classes, height, width), np.float32)
+        self.weight = np.zeros((height, width), np.float32)
+        self.covered = np.zeros((height, width), bool)
+
+    def add(self, probs: np.ndarray, rows: slice, cols: slice, weight: np.ndarray) -> None:
+        r = slice(rows.start - self.top, rows.stop - self.top)
+        self.sum[:, r, cols] += probs[:, None, None] * weight
+        self.weight[r, cols] += weight
+
+    def cover(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        keep = (rows >= self.top) & (rows < self.top + self.weight.shape[0])
+        self.covered[rows[keep] - self.top, cols[keep]] = True
+
+    def take(self, until: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """Rows ``[top, until)``: (top, probs (C, h, W), valid (h, W)); the strip moves on."""
+        n = until - self.top
+        valid = self.covered[:n] & (self.weight[:n] > 0)
+        probs = self.sum[:, :n] / np.where(self.weight[:n] > 0, self.weight[:n], 1.0)
+        top = self.top
+        for a in (self.sum[:, :], self.weight, self.covered):  # roll the strip up by n rows
+            a[..., : a.shape[-2] - n, :] = a[..., n:, :]
+            a[..., a.shape[-2] - n :, :] = 0
+        self.top = until
+        return top, probs, valid
+
+
+def _axis_range(start_m: float, length_m: float, gsd_m: float, n: int) -> tuple[slice, np.ndarray]:
+    """Output pixels along one axis whose centres fall in ``[start, start + length)`` + weights."""
+    i0 = max(0, int(np.ceil(start_m / gsd_m - 0.5)))
+    i1 = min(n, int(np.ceil((start_m + length_m) / gsd_m - 0.5)))
+    centres = (np.arange(i0, i1) + 0.5) * gsd_m
+    return slice(i0, i1), tent_weights(start_m, length_m, centres)
+
+
+def _band_check(model: InferenceModel, geo: SceneGeometry, chips: list[Any]) -> None:
+    """:class:`ModalityError` when a raster-layout model can use none of the scene's bands."""
+    from atomizer.training.runner import check_readable
+
+    sample = next((c for c in chips if len(c)), None)
+    if sample is not None:
+        check_readable(model.model, sample.bands, model_name=model.name, modality=geo.sensor_id)
+
+
+def predict_scene(
+    model: InferenceModel,
+    source: str | Path,
+    output: str | Path,
+    *,
+    sensor: Any,
+    host: Any,
+    chip_m: float,
+    stride_m: float,
+    gsd_m: float | None = None,
+    argmax: bool = False,
+    batch_size: int = 16,
+    device: Any = "cpu",
+    reader: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    mask: tuple[str, ...] = (),
+) -> PredictReport:
+    """Predict ``source`` with ``model``; write the map to ``output`` (see the module docstring)."""
+    if not model.has_head:
+        raise ModalityError(f"{model.source}: the model has no classification head; use embed")
+    with bounded_gdal_cache():
+        return _predict_scene(
+            model,
+            source,
+            output,
+            sensor=sensor,
+            host=host,
+            chip_m=chip_m,
+            stride_m=stride_m,
+            gsd_m=gsd_m,
+            argmax=argmax,
+            batch_size=batch_size,
+            device=device,
+            reader=reader,
+            progress=progress,
+            mask=mask,
+        )
+
+
+def _predict_scene(
+    model: InferenceModel,
+    source: str | Path,
+    output: str | Path,
+    *,
+    sensor: Any,
+    host: Any,
+    chip_m: float,
+    stride_m: float,
+    gsd_m: float | None,
+    argmax: bool,
+    batch_size: int,
+    device: Any,
+    reader: str | None,
+    progress: Callable[[int, int], None] | None,
+    mask: tuple[str, ...],
+) -> PredictReport:
+    from atomizer.io import check_output
+
+    started = time.perf_counter()
+    geo = scene_geometry(source, sensor=sensor, host=host, reader=reader)
+    check_output(output, inputs=geo.hrefs, overwrite=True)  # an asset is no output either
+    rows = window_grid(geo, chip_m=chip_m, stride_m=stride_m)
+    gsd = float(gsd_m or geo.gsd_m)
+    height, width = output_shape(geo, gsd)
+    names = list(model.class_names)
+    bands = ["class", "confidence"] if argmax else names
+    report = PredictReport(
+        str(output),
+        str(source),
+        geo.sensor_id,
+        geo.crs.to_string(),
+        gsd,
+        width,
+        height,
+        bands,
+        area_km2=geo.width_m * geo.height_m / 1e6,
+    )
+    chip_side = rows[0][0].size_px * geo.gsd_m
+    strip_rows = int(np.ceil(chip_side / gsd)) + 2
+    acc = StripAccumulator(len(names), strip_rows + int(np.ceil(chip_side / gsd)), width)
+    total = sum(len(r) for r in rows)
+    output = Path(output)
+    with _map_writer(output, geo, gsd, width, height, bands) as write:
+        for i, (windows, chips) in enumerate(
+            iter_window_rows(source, geo, rows, sensor=sensor, host=host, reader=reader, mask=mask)
+        ):
+            if i == 0:
+                _band_check(model, geo, chips)
+            for w, chip in zip(windows, chips):
+                acc.cover(*covered_pixels(chip, w, geo, gsd, width, height))
+            t0 = time.perf_counter()
+            probs = _predict(model, chips, batch_size, device)
+            report.model_seconds += time.perf_counter() - t0
+            for w, chip, p in zip(windows, chips, probs):
+                report.n_windows += 1
+                report.n_atoms += len(chip)
+                if p is None:
+                    report.n_empty_windows += 1
+                    continue
+                _spread(acc, w, p, geo, gsd, height, width)
+            nxt = rows[i + 1][0].bounds[3] if i + 1 < len(rows) else None
+            until = height if nxt is None else _first_row(geo, nxt, gsd)
+            if until > acc.top:
+                write(*acc.take(until), argmax)
+            if progress is not None:
+                progress(report.n_windows, total)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _first_row(geo: SceneGeometry, top_m: float, gsd: float) -> int:
+    """The first output row a window whose north edge is ``top_m`` can touch."""
+    return max(0, int(np.ceil((geo.y0 - top_m) / gsd - 0.5)))
+
+
+def _spread(
+    acc: StripAccumulator,
+    w: Window,
+    p: np.ndarray,
+    geo: SceneGeometry,
+    gsd: float,
+    height: int,
+    width: int,
+) -> None:
+    xmin, ymin, xmax, ymax = w.bounds
+    cols, wx = _axis_range(xmin - geo.x0, xmax - xmin, gsd, width)
+    rows, wy = _axis_range(geo.y0 - ymax, ymax - ymin, gsd, height)
+    if cols.stop > cols.start and rows.stop > rows.start:
+        acc.add(p, rows, cols, np.outer(wy, wx).astype(np.float32))
+
+
+def _predict(model: InferenceModel, chips: list[Any], batch_size: int, device: Any) -> list[Any]:
+    """Class probabilities of each chip (``None`` for a chip without atoms)."""
+    import torch
+
+    from atomizer.atoms.batch import collate_atoms
+    from atomizer.evaluation.metrics import probabilities
+
+    out: list[Any] = [None] * len(chips)
+    todo = [i for i, c in enumerate(chips) if len(c)]
+    with torch.no_grad():
+        for s in range(0, len(todo), batch_size):
+            part = todo[s : s + batch_size]
+            batch = collate_atoms([chips[i] for i in part]).to(device)
+            probs = probabilities(model.model(batch), model.task).cpu().numpy()
+            for i, p in zip(part, probs):
+                out[i] = p
+    return out
+
+
+@contextlib.contextmanager
+def _map_writer(
+    output: Path, geo: SceneGeometry, gsd: float, width: int, height: int, bands: list[str]
+):
+    """``write(top, probs, valid, argmax)`` into a GeoTIFF of strips; then a COG at ``output``."""
+    import rasterio
+    from rasterio.errors import RasterioError
+    from rasterio.shutil import copy as gdal_copy
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window as PixelBox
+
+    from atomizer.io import atomic_path
+
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": len(bands),
+        "dtype": "float32",
+        "crs": geo.crs,
+        "transform": from_origin(geo.x0, geo.y0, gsd, gsd),
+        "nodata": NODATA,
+        # written once row by row: strips, not tiles (a tile would be re-read and re-compressed
+        # by every row-block that touches it); light compression, the COG copy compresses again
+        "tiled": False,
+        "compress": "deflate",
+        "zlevel": 1,
+    }
+    with atomic_path(output) as final:
+        strips = final.with_name(final.name + ".strips.tif")
+        try:
+            with rasterio.open(strips, "w", **profile) as dst:
+                for i, name in enumerate(bands, start=1):
+                    dst.set_band_description(i, name)
+
+                def write(top: int, probs: np.ndarray, valid: np.ndarray, argmax: bool) -> None:
+                    data = _layers(probs, valid, argmax)
+                    dst.write(data, window=PixelBox(0, top, width, data.shape[1]))
+
+                yield write
+            gdal_copy(str(strips), str(final), driver="COG", compress="deflate", blocksize=TILE_PX)
+        except RasterioError as exc:
+            raise OutputError(
+                f"cannot write the map {output}: {exc}; choose another path"
+            ) from None
+        finally:
+            strips.unlink(missing_ok=True)
+
+
+def _layers(probs: np.ndarray, valid: np.ndarray, argmax: bool) -> np.ndarray:
+    if argmax:
+        data = np.stack([probs.argmax(0).astype(np.float32), probs.max(0)])
+    else:
+        data = probs.astype(np.float32)
+    data[:, ~valid] = NODATA
+    return data
