@@ -80,3 +80,60 @@ def test_other_models_get_a_conservative_estimate_and_bad_budgets_are_errors(ato
     assert inference_bytes_per_atom(torch.nn.Linear(2, 2)) == GENERIC_BYTES_PER_ATOM
     with pytest.raises(ConfigError, match="memory budget"):
         inference_batch_size(atomizer, 10, 0)
+
+
+# --- the fused inference path: per-part rows gathered per tile -----------------------------------
+def _kv_width(model) -> int:
+    cross = model.core.block(0).cross
+    return int(cross.to_kv.weight.shape[0])
+
+
+@pytest.mark.parametrize("cpu_kernel", [True, False])
+def test_inference_gathers_per_part_rows_and_equals_the_training_path(
+    atomizer, monkeypatch, cpu_kernel
+):
+    """With gradients off the fused attention sums per-part rows per tile; with them on it reads
+    the combined table. Same logits, over many tiles, padded and not."""
+    from atomizer.models import fused
+
+    monkeypatch.setattr(fused, "CPU_KERNEL", cpu_kernel)
+    monkeypatch.setattr(fused, "TILE_ATOMS", 500)
+    monkeypatch.setattr(fused, "MATH_TILE_ATOMS", 300)
+    for seed, sides in enumerate([(40,), (40, 24, 33)]):
+        batch = collate_atoms([make_atoms(seed + i, side=s) for i, s in enumerate(sides)])
+        with torch.no_grad():
+            new = atomizer(batch)
+            source = atomizer.source(batch)
+            atomizer.core(source)
+        assert source._merged is None  # the combined table was never built
+        old = atomizer(batch).detach()  # eval mode, gradients on: the combined-table path
+        torch.testing.assert_close(new, old, atol=1e-5, rtol=1e-5)
+
+
+class _LargestKeyValueTensor(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the most rows of any tensor created with ``width`` columns (keys and values)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width, self.rows = width, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[-1] == self.width:
+                self.rows = max(self.rows, t.numel() // self.width)
+        return out
+
+
+def test_inference_holds_no_key_value_table_with_a_row_per_atom(atomizer, monkeypatch):
+    from atomizer.models import fused
+
+    monkeypatch.setattr(fused, "TILE_ATOMS", 256)
+    batch = collate_atoms([make_atoms(0, side=48)])
+    n_atoms = int(batch.mask.sum())
+    with torch.no_grad(), _LargestKeyValueTensor(_kv_width(atomizer)) as inference:
+        atomizer(batch)
+    with _LargestKeyValueTensor(_kv_width(atomizer)) as training:  # the check can fail
+        atomizer(batch)
+    assert training.rows >= n_atoms  # one combined row per distinct (band, x, y): per atom
+    assert inference.rows <= 2 * 256  # per-part tables (a few hundred rows) and one tile

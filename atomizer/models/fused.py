@@ -53,18 +53,31 @@ def _tile_size(device: torch.device) -> int:
 
 def _tile_kv(start, stop, rows, idx, phi, table, a, per_sample, valid=None):
     """Keys and values ``(n, 2 * inner)`` of flat kept atoms ``start:stop`` (only those where
-    ``valid``, when given), their per-atom features and their table rows."""
-    tile_rows = rows[start:stop]
+    ``valid``, when given), their per-atom features and their table rows.
+
+    ``table`` and ``rows`` are one table and its row per kept atom, or (inference) a tuple of
+    per-part tables and a tuple of their rows per kept atom, gathered and summed per tile."""
     tile_idx = None if idx is None else idx[start:stop]
+    parts = isinstance(table, tuple)
+    tile_rows = tuple(r[start:stop] for r in rows) if parts else rows[start:stop]
     if valid is not None:
         sel = valid.nonzero().squeeze(1)
-        tile_rows = tile_rows.index_select(0, sel)
+        if parts:
+            tile_rows = tuple(r.index_select(0, sel) for r in tile_rows)
+        else:
+            tile_rows = tile_rows.index_select(0, sel)
         tile_idx = sel + start if tile_idx is None else tile_idx.index_select(0, sel)
     if tile_idx is None:
         kept = phi[start:stop]
     else:
         kept = phi.index_select(0, tile_idx)
-    kv = torch.addmm(table.index_select(0, tile_rows), kept, a.T)
+    if parts:
+        base = table[0].index_select(0, tile_rows[0])
+        for t, r in zip(table[1:], tile_rows[1:], strict=True):
+            base += t.index_select(0, r)
+    else:
+        base = table.index_select(0, tile_rows)
+    kv = torch.addmm(base, kept, a.T)
     if per_sample is not None:
         kv += per_sample
     return kv, kept, tile_rows
@@ -133,39 +146,46 @@ class FactorisedCrossAttention(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx, q, rows, idx, phi, table, a, per_sample, mask, dtype=None
     ):
-        S, h, L, d = q.shape
-        n_kept = mask.shape[1]
-        scale = 1.0 / math.sqrt(d)
-        kernel, dtype = _cpu_kernel(q.device), dtype or q.dtype
-        out = q.new_zeros(S, h, L, d)
-        lse = q.new_zeros(S, h, L, 1)
-        tile = _tile_size(q.device)
-        for s in range(S):
-            ps = None if per_sample is None else per_sample[s]
-            acc = top = None
-            for start, stop, valid in _tiles(mask[s], n_kept, s, tile):
-                if kernel:
-                    kv = _tile_kv(start, stop, rows, idx, phi, table, a, ps, valid)[0]
-                    o, m = _flash_tile(q[s], *_heads(kv, h, d), scale, dtype)
-                else:
-                    kv = _tile_kv(start, stop, rows, idx, phi, table, a, ps)[0]
-                    o, m = _math_tile(q[s], *_heads(kv, h, d), scale, valid)
-                if acc is None:
-                    acc, top = o, m
-                else:  # merge two normalised partial results by their log-sum-exp
-                    new_top = torch.logaddexp(top, m)
-                    acc = acc.mul_(torch.exp(top - new_top)).add_(o.mul_(torch.exp(m - new_top)))
-                    top = new_top
-            if acc is not None:
-                out[s], lse[s] = acc, top
+        out, lse = _forward(q, rows, idx, phi, table, a, per_sample, mask, dtype)
         ctx.save_for_backward(q, rows, idx, phi, table, a, per_sample, mask, out, lse)
-        ctx.scale, ctx.dtype = scale, dtype
+        ctx.scale, ctx.dtype = 1.0 / math.sqrt(q.shape[-1]), dtype or q.dtype
         return out
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         with torch.autocast(grad_out.device.type, enabled=False):
             return (*_backward(ctx, grad_out), None)
+
+
+def _forward(q, rows, idx, phi, table, a, per_sample, mask, dtype=None):
+    """Output and log-sum-exp of :class:`FactorisedCrossAttention` (same arguments; ``table`` and
+    ``rows`` may also be tuples of per-part tables and rows, see :func:`_tile_kv`)."""
+    S, h, L, d = q.shape
+    n_kept = mask.shape[1]
+    scale = 1.0 / math.sqrt(d)
+    kernel, dtype = _cpu_kernel(q.device), dtype or q.dtype
+    out = q.new_zeros(S, h, L, d)
+    lse = q.new_zeros(S, h, L, 1)
+    tile = _tile_size(q.device)
+    for s in range(S):
+        ps = None if per_sample is None else per_sample[s]
+        acc = top = None
+        for start, stop, valid in _tiles(mask[s], n_kept, s, tile):
+            if kernel:
+                kv = _tile_kv(start, stop, rows, idx, phi, table, a, ps, valid)[0]
+                o, m = _flash_tile(q[s], *_heads(kv, h, d), scale, dtype)
+            else:
+                kv = _tile_kv(start, stop, rows, idx, phi, table, a, ps)[0]
+                o, m = _math_tile(q[s], *_heads(kv, h, d), scale, valid)
+            if acc is None:
+                acc, top = o, m
+            else:  # merge two normalised partial results by their log-sum-exp
+                new_top = torch.logaddexp(top, m)
+                acc = acc.mul_(torch.exp(top - new_top)).add_(o.mul_(torch.exp(m - new_top)))
+                top = new_top
+        if acc is not None:
+            out[s], lse[s] = acc, top
+    return out, lse
 
 
 def _backward(ctx, grad_out):
@@ -218,6 +238,22 @@ def _backward(ctx, grad_out):
         g_ps if need[6] else None,
         None,
     )
+
+
+def fused_cross_attention_parts(q, rows, idx, phi, tables, a, per_sample, mask):
+    """Inference only (no gradient): the output of :func:`fused_cross_attention` with the row term
+    given as per-part ``tables`` (a tuple, the bias folded into the first) and ``rows`` (a tuple of
+    each kept atom's row in each), summed tile by tile: no table with a row per atom or per
+    distinct (band, x, y) exists. Autocast as in :func:`fused_cross_attention`."""
+    device_type = q.device.type
+    dtype = None
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        q, phi, a = q.float(), phi.float(), a.float()
+        tables = tuple(t.float() for t in tables)
+        per_sample = None if per_sample is None else per_sample.float()
+    with torch.no_grad(), torch.autocast(device_type, enabled=False):
+        return _forward(q, tuple(rows), idx, phi, tuple(tables), a, per_sample, mask, dtype)[0]
 
 
 def fused_cross_attention(q, rows, idx, phi, table, a, per_sample, mask):

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from atomizer.models.fused import fused_cross_attention
+from atomizer.models.fused import fused_cross_attention, fused_cross_attention_parts
 
 
 @dataclass
@@ -146,19 +146,39 @@ class FactorisedAtomSource:
         self.factors = factors
         S, N = factors.mask.shape
         self._offsets = (torch.arange(S, device=factors.mask.device) * N)[:, None]
-        row_index, self.row_parts = _merge_rows(factors.per_row)
-        if row_index is None:  # no per-row part: every atom reads the single bias row
-            row_index = torch.zeros(S, N, dtype=torch.int64, device=factors.mask.device)
-        self.row_index = row_index.reshape(S * N)
+        self._merged: tuple[Tensor, dict[str, Tensor]] | None = None
         self._per_atom = {n: t.reshape(S * N, t.shape[-1]) for n, t in factors.per_atom.items()}
         self._prepared: dict[int, _Prepared] = {}
+        self._prepared_parts: dict[int, tuple[Tensor, ...]] = {}
 
     @property
     def mask(self) -> Tensor:
         return self.factors.mask
 
+    def _merge(self) -> tuple[Tensor, dict[str, Tensor]]:
+        """The combined row of each atom ``(S*N,)`` and each term's row of every combined row
+        (built on first use: the inference path of :meth:`fused_attend` never needs them)."""
+        if self._merged is None:
+            S, N = self.factors.mask.shape
+            row_index, row_parts = _merge_rows(self.factors.per_row)
+            if row_index is None:  # no per-row part: every atom reads the single bias row
+                row_index = torch.zeros(S, N, dtype=torch.int64, device=self.factors.mask.device)
+            self._merged = row_index.reshape(S * N), row_parts
+        return self._merged
+
+    @property
+    def row_index(self) -> Tensor:
+        return self._merge()[0]
+
+    @property
+    def row_parts(self) -> dict[str, Tensor]:
+        return self._merge()[1]
+
     def prepare(self, linear: nn.Linear) -> None:
-        self._prepare(linear)
+        """Fold ``linear`` now when training; with gradients off each path folds what it uses on
+        first use (the fused inference path never builds the combined table)."""
+        if torch.is_grad_enabled():
+            self._prepare(linear)
 
     def _prepare(self, linear: nn.Linear) -> _Prepared:
         """Fold ``linear`` into every term (once per linear per batch: shared blocks reuse it).
@@ -230,16 +250,54 @@ class FactorisedAtomSource:
         (all when None); None unless there is exactly one per-atom part."""
         if len(self._per_atom) != 1:
             return None
-        prep = self._prepare(linear)
         ((name, phi),) = self._per_atom.items()
-        if index is None:
-            rows, idx = self.row_index, None
-        else:
-            idx = (index + self._offsets).reshape(-1)
-            rows = self.row_index.index_select(0, idx)
+        idx = None if index is None else (index + self._offsets).reshape(-1)
+        if not torch.is_grad_enabled() and self.factors.per_row:
+            return self._fused_parts(linear, name, phi, idx, kept)
+        prep = self._prepare(linear)
+        rows = self.row_index if idx is None else self.row_index.index_select(0, idx)
         return lambda q: fused_cross_attention(
             q, rows, idx, phi, prep.table, prep.composed[name], prep.per_sample, kept
         )
+
+
+    def _fused_parts(
+        self, linear: nn.Linear, name: str, phi: Tensor, idx: Tensor | None, kept: Tensor
+    ) -> Callable[[Tensor], Tensor]:
+        """The inference path of :meth:`fused_attend`: per-part row tables gathered and summed
+        tile by tile, so nothing ``2*inner`` wide exists per atom or per distinct row tuple."""
+        key = id(linear)
+        if key not in self._prepared_parts:
+            with torch.autocast(linear.weight.device.type, enabled=False):
+                self._prepared_parts[key] = self._fold_parts(linear)
+        tables = self._prepared_parts[key]
+        composed = linear.weight @ self.projection.parts[name].weight
+        per_sample = self._per_sample(linear)
+        rows = []
+        for term in self.factors.per_row.values():
+            flat = term.index.reshape(-1)
+            rows.append(flat if idx is None else flat.index_select(0, idx))
+        return lambda q: fused_cross_attention_parts(
+            q, tuple(rows), idx, phi, tables, composed, per_sample, kept
+        )
+
+    def _fold_parts(self, linear: nn.Linear) -> tuple[Tensor, ...]:
+        """One table ``(R_i, 2*inner)`` per per-row part, the bias folded into the first."""
+        proj, w_kv = self.projection, linear.weight
+        bias = w_kv @ proj.bias
+        if linear.bias is not None:
+            bias = bias + linear.bias
+        per_row = self.factors.per_row.items()
+        tables = [t.table @ (w_kv @ proj.parts[n].weight).T for n, t in per_row]
+        tables[0] = tables[0] + bias
+        return tuple(tables)
+
+    def _per_sample(self, linear: nn.Linear) -> Tensor | None:
+        per_sample = None
+        for n, t in self.factors.per_sample.items():
+            term = t @ (linear.weight @ self.projection.parts[n].weight).T
+            per_sample = term if per_sample is None else per_sample + term
+        return per_sample
 
 
 #: Largest combined key before the merge compresses it with ``unique`` (well inside int64).
