@@ -33,7 +33,7 @@ def test_the_estimate_covers_every_per_atom_tensor_a_forward_pass_holds(atomizer
         parts = atomizer.tokenizer.parts(batch)
         source = atomizer.source(batch)
     inputs = (batch.value, batch.band, batch.x, batch.y, batch.mask)
-    per_atom = [*inputs, *parts.per_atom.values(), source.row_index]
+    per_atom = [*inputs, *parts.per_atom.values()]
     per_atom += [index for _, index in parts.per_row.values()]
     unique = {t.untyped_storage().data_ptr(): t for t in per_atom if t.numel() >= n}
     held = sum(t.numel() * t.element_size() for t in unique.values())
@@ -61,14 +61,18 @@ def test_batch_size_fits_the_budget(atomizer, atoms, budget_mib, cap):
 
 
 def test_the_row_tables_are_counted_once_per_batch(atomizer):
-    """Their size grows with one image's atoms (distinct positions), not with the batch."""
+    """The per-part tables the inference path gathers from grow with one image's side (distinct
+    bands, x and y), not with the batch nor with the image's area."""
+    cross = atomizer.core.block(0).cross.to_kv
     with torch.no_grad():
         source = atomizer.source(collate_atoms([make_atoms(0)] * 3))
-        table = source._prepare(atomizer.core.block(0).cross.to_kv).table
+        tables = source._fold_parts(cross)
     one_image = int(collate_atoms([make_atoms(0)]).mask.sum())
-    assert table.shape[0] <= one_image  # three images on one grid: one image's rows
-    per_row = table.shape[1] * table.element_size()
-    assert inference_bytes_per_grid(atomizer, one_image) >= one_image * per_row
+    rows = sum(t.shape[0] for t in tables)
+    assert rows < one_image  # three images on one grid: bands + one image's x and y
+    per_row = tables[0].shape[1] * tables[0].element_size()
+    assert inference_bytes_per_grid(atomizer, one_image) >= rows * per_row
+    assert inference_bytes_per_grid(atomizer, 2_000_000) < 2_000_000 * per_row / 10
 
 
 def test_larger_images_get_smaller_batches(atomizer):

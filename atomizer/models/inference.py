@@ -2,15 +2,15 @@
 
 In eval mode with gradients off the Atomizer never stores keys, values or attention scores per
 atom: the fused cross-attention walks each image's atoms a tile at a time (see
-:mod:`atomizer.models.fused`). What a forward pass holds per atom is the padded batch (value,
+:mod:`atomizer.models.fused`), and builds each tile's keys and values by gathering and summing
+rows of the per-part tables of the factorised projection (one row of ``2 x inner`` floats per band,
+per distinct x and per distinct y in the batch, per cross-attention module; see
+:mod:`atomizer.models.projection`). What a forward pass holds per atom is the padded batch (value,
 band, x, y, mask) and the tokenizer's per-atom parts (the value features and the row indices),
 plus, briefly, the temporaries of the value encoder; per image, the latents of the transformer and
-one tile of keys and values; and once per batch, the combined key/value row tables of the
-factorised projection (one row of ``2 x inner`` floats per distinct (band, x, y) tuple in the
-batch, per cross-attention module). Images of one size share their grid (positions are relative
-to each image's centre), so the tables hold one image's rows whatever the batch size; for one very
-large image they cost more than everything else (benchmarks/README.md: ~2.4 kB per atom at
-2,000,000 atoms per image, against ~0.7 kB at 80,000).
+one tile of keys and values; and once per batch, the per-part tables, which grow with the side of
+an image, not its area. Nothing is kept per distinct (band, x, y) tuple, so memory per atom is
+the same for one 2,000,000-atom image as for many small ones (benchmarks/README.md).
 
 :func:`inference_batch_size` is the one place the ``predict``, ``embed`` and ``evaluate`` commands
 ask how many images fit.
@@ -28,8 +28,8 @@ from atomizer.models.fused import TILE_ATOMS
 #: Bytes per atom of the padded :class:`~atomizer.atoms.AtomBatch`: float32 value, int64 band,
 #: float32 x and y, bool mask.
 BATCH_BYTES_PER_ATOM = 4 + 8 + 4 + 4 + 1
-#: Bytes per atom of the row indices the tokenizer and the projection keep (x, y and combined row,
-#: int64) and of the sort inside ``torch.unique`` that builds them.
+#: Bytes per atom of the row indices the tokenizer keeps (x and y, int64) and of the sort inside
+#: ``torch.unique`` that builds them.
 INDEX_BYTES_PER_ATOM = 3 * 8 + 16
 #: Copies of the per-atom value features alive at once while the value encoder runs (its sine and
 #: cosine halves, then their concatenation).
@@ -39,9 +39,14 @@ GENERIC_BYTES_PER_ATOM = 4096
 #: Activations of the latent transformer per latent and latent channel (inputs, feed-forward
 #: hidden layer, attention), in floats.
 LATENT_FLOATS_PER_CHANNEL = 16
-#: Copies of the combined row table alive at once per cross-attention module with its own weights
-#: (the table, and the sum of per-part terms it is built from).
+#: Copies of the per-part row tables alive at once per cross-attention module with its own weights
+#: (the tables, and the products they are built from).
 ROW_TABLE_COPIES = 2
+#: Distinct bands assumed in a batch (rows of the spectral table).
+MAX_BANDS = 64
+#: Distinct x plus distinct y per ``sqrt(atoms per image)``: 2 for a square image, counted twice
+#: (images up to ~14:1).
+POSITION_ROWS_PER_SQRT_ATOM = 4
 #: Bytes of one float32.
 FLOAT_BYTES = 4
 
@@ -66,16 +71,18 @@ def inference_bytes_per_image(model: nn.Module) -> int:
 
 
 def inference_bytes_per_grid(model: nn.Module, atoms_per_image: int) -> int:
-    """Bytes of the combined row tables for a batch of images on one grid (held once per batch).
+    """Bytes of the per-part row tables for a batch of images on one grid (held once per batch).
 
-    Worst case: every atom of an image is a distinct (band, x, y) tuple.
+    Images of one size share their grid (positions are relative to each image's centre), so the
+    tables hold one image's distinct x and y, and the bands.
     """
     config = getattr(model, "config", None)
     if getattr(model, "tokenizer", None) is None or config is None:
         return 0
     width = 2 * config.cross_heads * config.cross_dim_head
     modules = min(config.num_blocks, 2) if config.share_weights else config.num_blocks
-    return atoms_per_image * width * FLOAT_BYTES * modules * ROW_TABLE_COPIES
+    rows = MAX_BANDS + POSITION_ROWS_PER_SQRT_ATOM * math.ceil(math.sqrt(atoms_per_image))
+    return rows * width * FLOAT_BYTES * modules * ROW_TABLE_COPIES
 
 
 def inference_batch_size(
