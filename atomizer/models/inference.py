@@ -31,9 +31,10 @@ BATCH_BYTES_PER_ATOM = 4 + 8 + 4 + 4 + 1
 #: Bytes per atom of the row indices the tokenizer keeps (x and y, int64) and of the sort inside
 #: ``torch.unique`` that builds them.
 INDEX_BYTES_PER_ATOM = 3 * 8 + 16
-#: Copies of the per-atom value features alive at once while the value encoder runs (its sine and
-#: cosine halves, then their concatenation).
-VALUE_FEATURE_COPIES = 2
+#: Copies of the per-atom value features alive at once while the value encoder runs: the angles,
+#: the sine and the cosine (half the features' width each) and their concatenation, ``5L + 1``
+#: floats for ``2L + 1`` features.
+VALUE_FEATURE_COPIES = 2.5
 #: Bytes per atom assumed for models that are not Atomizers (no factorised path known here).
 GENERIC_BYTES_PER_ATOM = 4096
 #: Activations of the latent transformer per latent and latent channel (inputs, feed-forward
@@ -57,7 +58,7 @@ def inference_bytes_per_atom(model: nn.Module) -> int:
     if tokenizer is None or "value" not in getattr(tokenizer, "dims", {}):
         return GENERIC_BYTES_PER_ATOM
     value_dim = int(tokenizer.dims["value"])
-    features = VALUE_FEATURE_COPIES * value_dim * FLOAT_BYTES
+    features = math.ceil(VALUE_FEATURE_COPIES * value_dim * FLOAT_BYTES)
     return BATCH_BYTES_PER_ATOM + INDEX_BYTES_PER_ATOM + features
 
 
