@@ -138,7 +138,9 @@ class FactorisedAtomSource:
     ONE row per kept atom and adds the per-atom matmul to it. :meth:`fused_attend` does this
     inside the attention, one tile of atoms at a time, and stores nothing per atom (see
     :mod:`atomizer.models.fused`); :meth:`kv` returns stored keys and values for the SDPA
-    fallback.
+    fallback. With gradients off :meth:`fused_attend` skips the merge: each tile gathers one row
+    from each per-part table (a few hundred rows each) and sums them, because for one large
+    image the combined table has a row per atom.
     """
 
     def __init__(self, projection: FactorisedProjection, factors: AtomFactors) -> None:
