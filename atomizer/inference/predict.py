@@ -27,6 +27,7 @@ from atomizer.inference.windows import (
     Window,
     bounded_gdal_cache,
     covered_pixels,
+    forward_chips,
     iter_window_rows,
     output_shape,
     scene_geometry,
@@ -255,21 +256,14 @@ def _spread(
 
 def _predict(model: InferenceModel, chips: list[Any], batch_size: int, device: Any) -> list[Any]:
     """Class probabilities of each chip (``None`` for a chip without atoms)."""
-    import torch
-
-    from atomizer.atoms.batch import collate_atoms
     from atomizer.evaluation.metrics import probabilities
 
-    out: list[Any] = [None] * len(chips)
-    todo = [i for i, c in enumerate(chips) if len(c)]
-    with torch.no_grad():
-        for s in range(0, len(todo), batch_size):
-            part = todo[s : s + batch_size]
-            batch = collate_atoms([chips[i] for i in part]).to(device)
-            probs = probabilities(model.model(batch), model.task).cpu().numpy()
-            for i, p in zip(part, probs):
-                out[i] = p
-    return out
+    return forward_chips(
+        chips,
+        lambda batch: probabilities(model.model(batch), model.task).cpu().numpy(),
+        batch_size=batch_size,
+        device=device,
+    )
 
 
 @contextlib.contextmanager
