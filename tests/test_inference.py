@@ -14,6 +14,7 @@ from atomizer.models.inference import (
     GENERIC_BYTES_PER_ATOM,
     inference_batch_size,
     inference_bytes_per_atom,
+    inference_bytes_per_grid,
     inference_bytes_per_image,
 )
 
@@ -49,13 +50,25 @@ def test_the_estimate_covers_every_per_atom_tensor_a_forward_pass_holds(atomizer
 def test_batch_size_fits_the_budget(atomizer, atoms, budget_mib, cap):
     size = inference_batch_size(atomizer, atoms, budget_mib * MIB, max_batch_size=cap)
     per_image = atoms * inference_bytes_per_atom(atomizer) + inference_bytes_per_image(atomizer)
+    once = inference_bytes_per_grid(atomizer, atoms)
     assert size >= 1
     if cap is not None:
         assert size <= cap
     if size > 1:  # a single image runs even when it alone exceeds the budget
-        assert size * per_image <= budget_mib * MIB
+        assert once + size * per_image <= budget_mib * MIB
     if cap is None or size < cap:
-        assert (size + 1) * per_image > budget_mib * MIB  # the most that fit
+        assert once + (size + 1) * per_image > budget_mib * MIB  # the most that fit
+
+
+def test_the_row_tables_are_counted_once_per_batch(atomizer):
+    """Their size grows with one image's atoms (distinct positions), not with the batch."""
+    with torch.no_grad():
+        source = atomizer.source(collate_atoms([make_atoms(0)] * 3))
+        table = source._prepare(atomizer.core.block(0).cross.to_kv).table
+    one_image = int(collate_atoms([make_atoms(0)]).mask.sum())
+    assert table.shape[0] <= one_image  # three images on one grid: one image's rows
+    per_row = table.shape[1] * table.element_size()
+    assert inference_bytes_per_grid(atomizer, one_image) >= one_image * per_row
 
 
 def test_larger_images_get_smaller_batches(atomizer):

@@ -5,9 +5,12 @@ atom: the fused cross-attention walks each image's atoms a tile at a time (see
 :mod:`atomizer.models.fused`). What a forward pass holds per atom is the padded batch (value,
 band, x, y, mask) and the tokenizer's per-atom parts (the value features and the row indices),
 plus, briefly, the temporaries of the value encoder; per image, the latents of the transformer and
-one tile of keys and values. Both are linear in the number of atoms, with no term that grows
-faster, so a batch size chosen to a memory budget keeps the peak memory of inference flat however
-large the images are (``benchmarks/inference_throughput.py`` measures it).
+one tile of keys and values; and once per batch, the combined key/value row tables of the
+factorised projection (one row of ``2 x inner`` floats per distinct (band, x, y) tuple in the
+batch, per cross-attention module). Images of one size share their grid (positions are relative
+to each image's centre), so the tables hold one image's rows whatever the batch size; for one very
+large image they cost more than everything else (benchmarks/README.md: ~2.4 kB per atom at
+2,000,000 atoms per image, against ~0.7 kB at 80,000).
 
 :func:`inference_batch_size` is the one place the ``predict``, ``embed`` and ``evaluate`` commands
 ask how many images fit.
@@ -36,6 +39,9 @@ GENERIC_BYTES_PER_ATOM = 4096
 #: Activations of the latent transformer per latent and latent channel (inputs, feed-forward
 #: hidden layer, attention), in floats.
 LATENT_FLOATS_PER_CHANNEL = 16
+#: Copies of the combined row table alive at once per cross-attention module with its own weights
+#: (the table, and the sum of per-part terms it is built from).
+ROW_TABLE_COPIES = 2
 #: Bytes of one float32.
 FLOAT_BYTES = 4
 
@@ -59,6 +65,19 @@ def inference_bytes_per_image(model: nn.Module) -> int:
     return (latents * LATENT_FLOATS_PER_CHANNEL + tile) * FLOAT_BYTES
 
 
+def inference_bytes_per_grid(model: nn.Module, atoms_per_image: int) -> int:
+    """Bytes of the combined row tables for a batch of images on one grid (held once per batch).
+
+    Worst case: every atom of an image is a distinct (band, x, y) tuple.
+    """
+    config = getattr(model, "config", None)
+    if getattr(model, "tokenizer", None) is None or config is None:
+        return 0
+    width = 2 * config.cross_heads * config.cross_dim_head
+    modules = min(config.num_blocks, 2) if config.share_weights else config.num_blocks
+    return atoms_per_image * width * FLOAT_BYTES * modules * ROW_TABLE_COPIES
+
+
 def inference_batch_size(
     model: nn.Module,
     atoms_per_image: int,
@@ -80,5 +99,6 @@ def inference_batch_size(
         )
     per_image = atoms_per_image * inference_bytes_per_atom(model)
     per_image += inference_bytes_per_image(model)
-    size = max(1, math.floor(budget_bytes / per_image))
+    room = budget_bytes - inference_bytes_per_grid(model, atoms_per_image)
+    size = max(1, math.floor(room / per_image))
     return size if max_batch_size is None else max(1, min(size, max_batch_size))
