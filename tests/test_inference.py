@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_models import build, make_atoms
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from atomizer.atoms.batch import collate_atoms
 from atomizer.errors import ConfigError
@@ -114,7 +115,7 @@ def test_inference_gathers_per_part_rows_and_equals_the_training_path(
         torch.testing.assert_close(new, old, atol=1e-5, rtol=1e-5)
 
 
-class _LargestKeyValueTensor(torch.utils._python_dispatch.TorchDispatchMode):
+class _LargestKeyValueTensor(TorchDispatchMode):
     """Records the most rows of any tensor created with ``width`` columns (keys and values)."""
 
     def __init__(self, width: int) -> None:
