@@ -101,6 +101,21 @@ def read_json(path: str | Path, *, what: str = "JSON document",
     return parse_json(data, origin=str(path), what=what, error=error, allow_nan=allow_nan)
 
 
+def check_format(doc: Any, origin: str, *, format_id: str, version: int, what: str, kind: str,
+                 fix: str, error: ErrorFactory = DocumentError, detail: str = "") -> dict[str, Any]:
+    """``doc`` when it is a JSON object whose ``format`` is ``format_id`` and ``version`` is
+    ``version``; otherwise ``error``: ``ORIGIN: not WHAT; FIX``, or ``ORIGIN: KIND version V`` +
+    ``detail`` + `` is not read by this atomizer (it reads version N); FIX``."""
+    if not isinstance(doc, dict) or doc.get("format") != format_id:
+        raise error(f"{origin}: not {what}; {fix}")
+    if doc.get("version") != version:
+        raise error(
+            f"{origin}: {kind} version {str(doc.get('version'))[:20]}{detail} is not read by this "
+            f"atomizer (it reads version {version}); {fix}"
+        )
+    return doc
+
+
 _BRACKETS = re.compile(r'[\[\]{}]|"(?:[^"\\]|\\.)*"')
 
 

@@ -69,6 +69,29 @@ def _scene_options(f):
     return f
 
 
+def _start(obj, model_path: str, output: str, sources: list, scene: dict, *, need_head: bool):
+    """The output (refused when it exists without --overwrite), the model on its device, and the
+    keyword arguments every scene command passes on from the shared scene options."""
+    from atomizer.inference.loading import load_inference_model
+    from atomizer.readers.quality import parse_mask_names
+    from atomizer.training.evaluate import resolve_device
+
+    out = Path(output)
+    _refuse_existing(out, scene["overwrite"], [model_path, *sources, scene["sensor"]])
+    target = resolve_device(scene["device"])
+    model = load_inference_model(model_path, host=obj.host, device=target, need_head=need_head)
+    common = {
+        "sensor": scene["sensor"],
+        "host": obj.host,
+        "chip_m": scene["chip_m"],
+        "batch_size": scene["batch_size"],
+        "device": target,
+        "reader": scene["reader"],
+        "mask": parse_mask_names(scene["mask_names"]),
+    }
+    return out, model, common
+
+
 @click.command("predict")
 @click.argument("model_path", metavar="MODEL", type=click.Path())
 @click.argument("source")
@@ -79,57 +102,30 @@ def _scene_options(f):
 )
 @_scene_options
 @click.pass_obj
-def predict_command(
-    obj,
-    model_path,
-    source,
-    output,
-    gsd,
-    argmax,
-    sensor,
-    reader,
-    mask_names,
-    chip_m,
-    stride_m,
-    batch_size,
-    device,
-    overwrite,
-    as_json,
-) -> None:
+def predict_command(obj, model_path, source, output, gsd, argmax, **scene) -> None:
     """Predict a class map of a whole scene SOURCE (STAC item, or GeoTIFF / JP2 with --sensor).
 
     Windows of --chip-m metres every --stride-m metres (default: half a window) are classified and
     blended where they overlap; the map is a Cloud-Optimized GeoTIFF on the scene's grid with one
     probability band per class (or --argmax: class + confidence), -1 where there were no atoms.
     """
-    from atomizer.inference.loading import load_inference_model
     from atomizer.inference.predict import predict_scene
-    from atomizer.readers.quality import parse_mask_names
-    from atomizer.training.evaluate import progress_bar, resolve_device
+    from atomizer.training.evaluate import progress_bar
 
-    out = Path(output)
-    _refuse_existing(out, overwrite, [model_path, source, sensor])
-    target = resolve_device(device)
-    model = load_inference_model(model_path, host=obj.host, device=target, need_head=True)
+    out, model, common = _start(obj, model_path, output, [source], scene, need_head=True)
     with progress_bar(_progress()) as bar:
         job = bar.add_task("predict", total=None)
         report = predict_scene(
             model,
             source,
             out,
-            sensor=sensor,
-            host=obj.host,
-            chip_m=chip_m,
-            stride_m=stride_m or chip_m / 2,
+            stride_m=scene["stride_m"] or scene["chip_m"] / 2,
             gsd_m=gsd,
             argmax=argmax,
-            batch_size=batch_size,
-            device=target,
-            reader=reader,
-            mask=parse_mask_names(mask_names),
             progress=lambda done, total: bar.update(job, completed=done, total=total),
+            **common,
         )
-    if as_json:
+    if scene["as_json"]:
         echo_json(report.to_json())
         return
     click.echo(
@@ -152,21 +148,7 @@ def predict_command(
 )
 @_scene_options
 @click.pass_obj
-def embed_command(
-    obj,
-    model_path,
-    sources,
-    output,
-    sensor,
-    reader,
-    mask_names,
-    chip_m,
-    stride_m,
-    batch_size,
-    device,
-    overwrite,
-    as_json,
-) -> None:
+def embed_command(obj, model_path, sources, output, **scene) -> None:
     """Embed every chip of a grid over SOURCES (--chip-m windows every --stride-m; no overlap).
 
     A SOURCE may also be a dataset folder (`atomizer dataset build`): every chip of it is embedded.
@@ -175,31 +157,20 @@ def embed_command(
     chips: ``atomizer.inference.nearest_chips(geopandas.read_parquet(PATH), CHIP_ID, k=10)``.
     """
     from atomizer.inference.embed import embed_sources
-    from atomizer.inference.loading import load_inference_model
-    from atomizer.readers.quality import parse_mask_names
-    from atomizer.training.evaluate import progress_bar, resolve_device
+    from atomizer.training.evaluate import progress_bar
 
-    out = Path(output)
-    _refuse_existing(out, overwrite, [model_path, *sources, sensor])
-    target = resolve_device(device)
-    model = load_inference_model(model_path, host=obj.host, device=target)
+    out, model, common = _start(obj, model_path, output, list(sources), scene, need_head=False)
     with progress_bar(_progress()) as bar:
         job = bar.add_task("embed", total=None)
         summary = embed_sources(
             model,
             list(sources),
             out,
-            sensor=sensor,
-            host=obj.host,
-            chip_m=chip_m,
-            stride_m=stride_m,
-            batch_size=batch_size,
-            device=target,
-            reader=reader,
-            mask=parse_mask_names(mask_names),
+            stride_m=scene["stride_m"],
             progress=lambda n: bar.advance(job, n),
+            **common,
         )
-    if as_json:
+    if scene["as_json"]:
         echo_json(summary)
         return
     click.echo(

@@ -98,7 +98,7 @@ class Manifest:
 def read_manifest(folder: str | Path) -> Manifest:
     """The manifest of dataset folder ``folder``; an absent, unfinished or incompatible one is a
     :class:`DatasetError` saying what to do."""
-    from atomizer.documents import read_json
+    from atomizer.documents import check_format, read_json
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -110,13 +110,16 @@ def read_manifest(folder: str | Path) -> Manifest:
             "run atomizer dataset build again to finish it"
         )
     data = read_json(path, what="dataset manifest", error=DatasetError)
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise DatasetError(f"{path}: not an atomizer dataset manifest")
-    if data.get("version") != MANIFEST_VERSION:
-        raise DatasetError(
-            f"{path}: dataset format version {data.get('version')!r} is not read by this atomizer "
-            f"(it reads version {MANIFEST_VERSION}); rebuild the dataset with this atomizer"
-        )
+    check_format(
+        data,
+        str(path),
+        format_id=MANIFEST_FORMAT,
+        version=MANIFEST_VERSION,
+        what="an atomizer dataset manifest",
+        kind="dataset format",
+        fix="rebuild the dataset with this atomizer",
+        error=DatasetError,
+    )
     try:
         sensors = {k: SensorSpec.model_validate(v) for k, v in data["sensors"].items()}
         for row in data["chips"]:

@@ -24,6 +24,7 @@ import numpy as np
 
 from atomizer.atoms.atomset import AtomSet, SceneMeta
 from atomizer.atoms.io import ATOM_ARRAYS
+from atomizer.documents import check_format
 from atomizer.errors import AtomsFormatError
 from atomizer.io import atomic_path
 from atomizer.sensors.spec import Band
@@ -88,14 +89,16 @@ class ShardFile:
             raise AtomsFormatError(
                 f"{self.path}: not a readable shard (truncated or corrupt?): {exc}; rebuild the dataset"
             ) from None
-        h = self.header
-        if not isinstance(h, dict) or h.get("format") != SHARD_FORMAT:
-            raise AtomsFormatError(f"{self.path}: not an atomizer shard; rebuild the dataset")
-        if h.get("version") != SHARD_VERSION:
-            raise AtomsFormatError(
-                f"{self.path}: shard format version {h.get('version')} is not read by this atomizer "
-                f"(it reads version {SHARD_VERSION}); rebuild the dataset or upgrade atomizer"
-            )
+        h = check_format(
+            self.header,
+            str(self.path),
+            format_id=SHARD_FORMAT,
+            version=SHARD_VERSION,
+            what="an atomizer shard",
+            kind="shard format",
+            fix="rebuild the dataset or upgrade atomizer",
+            error=AtomsFormatError,
+        )
         try:
             self.n_chips = int(h["n_chips"])
             self._offsets = self._handle.get_tensor("offsets")

@@ -25,6 +25,7 @@ from atomizer.errors import AtomizerError, OutputError
 from atomizer.inference.loading import InferenceModel
 from atomizer.inference.windows import (
     bounded_gdal_cache,
+    forward_chips,
     iter_window_rows,
     scene_geometry,
     window_grid,
@@ -35,20 +36,13 @@ EMBEDDING_COLUMN = "embedding"
 
 
 def _encode(model: InferenceModel, chips: list[Any], batch_size: int, device: Any) -> list[Any]:
-    import torch
-
-    from atomizer.atoms.batch import collate_atoms
-
-    out: list[Any] = [None] * len(chips)
-    todo = [i for i, c in enumerate(chips) if len(c)]
-    with torch.no_grad():
-        for s in range(0, len(todo), batch_size):
-            part = todo[s : s + batch_size]
-            batch = collate_atoms([chips[i] for i in part]).to(device)
-            feats = model.model.encode(batch).float().cpu().numpy()
-            for i, f in zip(part, feats):
-                out[i] = f.astype(np.float32)
-    return out
+    """The encoder's pooled float32 embedding of each chip (``None`` for a chip without atoms)."""
+    return forward_chips(
+        chips,
+        lambda batch: model.model.encode(batch).float().cpu().numpy().astype(np.float32),
+        batch_size=batch_size,
+        device=device,
+    )
 
 
 def embed_scene(

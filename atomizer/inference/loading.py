@@ -63,20 +63,24 @@ def record_path(path: str | Path) -> Path:
 
 def read_package(record: Path) -> dict[str, Any]:
     """The ``package.json`` beside a package's checkpoint record (``{}`` for a plain checkpoint)."""
-    from atomizer.documents import read_json
+    from atomizer.documents import check_format, read_json
 
     meta_path = record.parent / PACKAGE_META
     if record.name != PACKAGE_RECORD or not meta_path.exists():
         return {}
     meta = read_json(meta_path, what="model package metadata", error=CheckpointError)
-    if not isinstance(meta, dict) or meta.get("format") != PACKAGE_FORMAT:
-        raise CheckpointError(f"{meta_path}: not an {PACKAGE_FORMAT} file; export the model again")
-    if meta.get("version") != PACKAGE_VERSION:
-        raise CheckpointError(
-            f"{meta_path}: model package version {str(meta.get('version'))[:20]} (exported with "
-            f"atomizer {str(meta.get('exported_with', '?'))[:20]}) is not the version "
-            f"{PACKAGE_VERSION} this atomizer reads; export the checkpoint again with this version"
-        )
+    exported_with = str(meta.get("exported_with", "?"))[:20] if isinstance(meta, dict) else "?"
+    check_format(
+        meta,
+        str(meta_path),
+        format_id=PACKAGE_FORMAT,
+        version=PACKAGE_VERSION,
+        what=f"an {PACKAGE_FORMAT} file",
+        kind="model package",
+        detail=f" (exported with atomizer {exported_with})",
+        fix="export the checkpoint again with this version",
+        error=CheckpointError,
+    )
     return meta
 
 

@@ -27,6 +27,7 @@ from atomizer.inference.windows import (
     Window,
     bounded_gdal_cache,
     covered_pixels,
+    forward_chips,
     iter_window_rows,
     output_shape,
     scene_geometry,
@@ -140,96 +141,77 @@ def predict_scene(
     mask: tuple[str, ...] = (),
 ) -> PredictReport:
     """Predict ``source`` with ``model``; write the map to ``output`` (see the module docstring)."""
-    if not model.has_head:
-        raise ModalityError(f"{model.source}: the model has no classification head; use embed")
-    with bounded_gdal_cache():
-        return _predict_scene(
-            model,
-            source,
-            output,
-            sensor=sensor,
-            host=host,
-            chip_m=chip_m,
-            stride_m=stride_m,
-            gsd_m=gsd_m,
-            argmax=argmax,
-            batch_size=batch_size,
-            device=device,
-            reader=reader,
-            progress=progress,
-            mask=mask,
-        )
-
-
-def _predict_scene(
-    model: InferenceModel,
-    source: str | Path,
-    output: str | Path,
-    *,
-    sensor: Any,
-    host: Any,
-    chip_m: float,
-    stride_m: float,
-    gsd_m: float | None,
-    argmax: bool,
-    batch_size: int,
-    device: Any,
-    reader: str | None,
-    progress: Callable[[int, int], None] | None,
-    mask: tuple[str, ...],
-) -> PredictReport:
     from atomizer.io import check_output
 
+    if not model.has_head:
+        raise ModalityError(f"{model.source}: the model has no classification head; use embed")
     started = time.perf_counter()
-    geo = scene_geometry(source, sensor=sensor, host=host, reader=reader)
-    check_output(output, inputs=geo.hrefs, overwrite=True)  # an asset is no output either
-    rows = window_grid(geo, chip_m=chip_m, stride_m=stride_m)
-    gsd = float(gsd_m or geo.gsd_m)
-    height, width = output_shape(geo, gsd)
-    names = list(model.class_names)
-    bands = ["class", "confidence"] if argmax else names
-    report = PredictReport(
-        str(output),
-        str(source),
-        geo.sensor_id,
-        geo.crs.to_string(),
-        gsd,
-        width,
-        height,
-        bands,
-        area_km2=geo.width_m * geo.height_m / 1e6,
-    )
-    chip_side = rows[0][0].size_px * geo.gsd_m
-    strip_rows = int(np.ceil(chip_side / gsd)) + 2
-    acc = StripAccumulator(len(names), strip_rows + int(np.ceil(chip_side / gsd)), width)
-    total = sum(len(r) for r in rows)
-    output = Path(output)
-    with _map_writer(output, geo, gsd, width, height, bands) as write:
-        for i, (windows, chips) in enumerate(
-            iter_window_rows(source, geo, rows, sensor=sensor, host=host, reader=reader, mask=mask)
-        ):
-            if i == 0:
-                _band_check(model, geo, chips)
-            for w, chip in zip(windows, chips):
-                acc.cover(*covered_pixels(chip, w, geo, gsd, width, height))
-            t0 = time.perf_counter()
-            probs = _predict(model, chips, batch_size, device)
-            report.model_seconds += time.perf_counter() - t0
-            for w, chip, p in zip(windows, chips, probs):
-                report.n_windows += 1
-                report.n_atoms += len(chip)
-                if p is None:
-                    report.n_empty_windows += 1
-                    continue
-                _spread(acc, w, p, geo, gsd, height, width)
-            nxt = rows[i + 1][0].bounds[3] if i + 1 < len(rows) else None
-            until = height if nxt is None else _first_row(geo, nxt, gsd)
-            if until > acc.top:
-                write(*acc.take(until), argmax)
-            if progress is not None:
-                progress(report.n_windows, total)
+    with bounded_gdal_cache():
+        geo = scene_geometry(source, sensor=sensor, host=host, reader=reader)
+        check_output(output, inputs=geo.hrefs, overwrite=True)  # an asset is no output either
+        rows = window_grid(geo, chip_m=chip_m, stride_m=stride_m)
+        gsd = float(gsd_m or geo.gsd_m)
+        height, width = output_shape(geo, gsd)
+        names = list(model.class_names)
+        bands = ["class", "confidence"] if argmax else names
+        report = PredictReport(
+            str(output),
+            str(source),
+            geo.sensor_id,
+            geo.crs.to_string(),
+            gsd,
+            width,
+            height,
+            bands,
+            area_km2=geo.width_m * geo.height_m / 1e6,
+        )
+        chip_side = rows[0][0].size_px * geo.gsd_m
+        strip_rows = int(np.ceil(chip_side / gsd)) + 2
+        acc = StripAccumulator(len(names), strip_rows + int(np.ceil(chip_side / gsd)), width)
+        total = sum(len(r) for r in rows)
+        output = Path(output)
+        with _map_writer(output, geo, gsd, width, height, bands) as write:
+            row_reads = iter_window_rows(
+                source, geo, rows, sensor=sensor, host=host, reader=reader, mask=mask
+            )
+            for i, (windows, chips) in enumerate(row_reads):
+                if i == 0:
+                    _band_check(model, geo, chips)
+                _add_row(model, report, acc, geo, windows, chips, batch_size, device)
+                nxt = rows[i + 1][0].bounds[3] if i + 1 < len(rows) else None
+                until = height if nxt is None else _first_row(geo, nxt, gsd)
+                if until > acc.top:
+                    write(*acc.take(until), argmax)
+                if progress is not None:
+                    progress(report.n_windows, total)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _add_row(
+    model: InferenceModel,
+    report: PredictReport,
+    acc: StripAccumulator,
+    geo: SceneGeometry,
+    windows: list[Window],
+    chips: list[Any],
+    batch_size: int,
+    device: Any,
+) -> None:
+    """One row of windows predicted and spread into ``acc``; counted in ``report``."""
+    gsd, width, height = report.gsd_m, report.width, report.height
+    for w, chip in zip(windows, chips):
+        acc.cover(*covered_pixels(chip, w, geo, gsd, width, height))
+    t0 = time.perf_counter()
+    probs = _predict(model, chips, batch_size, device)
+    report.model_seconds += time.perf_counter() - t0
+    for w, chip, p in zip(windows, chips, probs):
+        report.n_windows += 1
+        report.n_atoms += len(chip)
+        if p is None:
+            report.n_empty_windows += 1
+            continue
+        _spread(acc, w, p, geo, gsd, height, width)
 
 
 def _first_row(geo: SceneGeometry, top_m: float, gsd: float) -> int:
@@ -255,21 +237,14 @@ def _spread(
 
 def _predict(model: InferenceModel, chips: list[Any], batch_size: int, device: Any) -> list[Any]:
     """Class probabilities of each chip (``None`` for a chip without atoms)."""
-    import torch
-
-    from atomizer.atoms.batch import collate_atoms
     from atomizer.evaluation.metrics import probabilities
 
-    out: list[Any] = [None] * len(chips)
-    todo = [i for i, c in enumerate(chips) if len(c)]
-    with torch.no_grad():
-        for s in range(0, len(todo), batch_size):
-            part = todo[s : s + batch_size]
-            batch = collate_atoms([chips[i] for i in part]).to(device)
-            probs = probabilities(model.model(batch), model.task).cpu().numpy()
-            for i, p in zip(part, probs):
-                out[i] = p
-    return out
+    return forward_chips(
+        chips,
+        lambda batch: probabilities(model.model(batch), model.task).cpu().numpy(),
+        batch_size=batch_size,
+        device=device,
+    )
 
 
 @contextlib.contextmanager

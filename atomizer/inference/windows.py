@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -285,6 +285,30 @@ def iter_window_rows(
                 chips[i] += _cut(block, _column_groups(row)[g], geo.crs)
             del block
         yield from zip(band, chips)
+
+
+def forward_chips(
+    chips: Sequence[AtomSet],
+    forward: Callable[[Any], np.ndarray],
+    *,
+    batch_size: int,
+    device: Any,
+) -> list[np.ndarray | None]:
+    """``forward`` (batch -> one numpy row per chip) over the chips with atoms, ``batch_size`` at a
+    time on ``device``, without gradients; ``None`` for a chip without atoms."""
+    import torch
+
+    from atomizer.atoms.batch import collate_atoms
+
+    out: list[np.ndarray | None] = [None] * len(chips)
+    todo = [i for i, c in enumerate(chips) if len(c)]
+    with torch.no_grad():
+        for s in range(0, len(todo), batch_size):
+            part = todo[s : s + batch_size]
+            rows = forward(collate_atoms([chips[i] for i in part]).to(device))
+            for i, row in zip(part, rows):
+                out[i] = row
+    return out
 
 
 def covered_pixels(

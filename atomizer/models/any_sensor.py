@@ -23,8 +23,8 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from atomizer.atoms.batch import AtomBatch
-from atomizer.models.attention import TransformerLayer
 from atomizer.config import StrictModel
+from atomizer.models.baselines import transformer_stack
 from atomizer.models.config import ModelConfig, make_config
 from atomizer.models.rasterize import Raster, RasterLayout, layout_for_bands
 from atomizer.sensors.spec import Band
@@ -137,14 +137,7 @@ class AnySensorModel(nn.Module):
         else:
             fixed = torch.cat([torch.zeros(1, c.dim), sincos_2d(self.grid, c.dim)])[None]
             self.register_buffer("pos_embed", fixed, persistent=False)
-        self.layers = nn.Sequential(
-            *(
-                TransformerLayer(
-                    c.dim, heads=c.heads, dim_head=c.dim_head, ff_mult=c.ff_mult, dropout=c.dropout
-                )
-                for _ in range(c.depth)
-            )
-        )
+        self.layers = transformer_stack(c)
         self.norm = nn.LayerNorm(c.dim)
         self.head = nn.Linear(c.dim, c.num_classes)
 

@@ -149,14 +149,7 @@ class ViTModel(RasterModel):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.dim))
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.init_positions(c)
-        self.layers = nn.Sequential(
-            *(
-                TransformerLayer(
-                    c.dim, heads=c.heads, dim_head=c.dim_head, ff_mult=c.ff_mult, dropout=c.dropout
-                )
-                for _ in range(c.depth)
-            )
-        )
+        self.layers = transformer_stack(c)
         self.norm = nn.LayerNorm(c.dim)
         self.head = nn.Linear(c.dim, c.num_classes)
 
@@ -172,6 +165,19 @@ class ViTModel(RasterModel):
         x = rearrange(self.patch(raster.values), "s d h w -> s (h w) d") + self.positions(raster)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return self.norm(self.layers(x))[:, 0]
+
+
+def transformer_stack(c: Any) -> nn.Sequential:
+    """``c.depth`` transformer layers of width ``c.dim`` (``c.heads``, ``c.dim_head``, ``c.ff_mult``,
+    ``c.dropout``): the trunk of the ViT and of the any-sensor baselines."""
+    return nn.Sequential(
+        *(
+            TransformerLayer(
+                c.dim, heads=c.heads, dim_head=c.dim_head, ff_mult=c.ff_mult, dropout=c.dropout
+            )
+            for _ in range(c.depth)
+        )
+    )
 
 
 def sincos_1d(pos: Tensor, dim: int) -> Tensor:

@@ -67,15 +67,30 @@ def markdown(results: RunResults, metric: str | None = None) -> str:
     """The table as Markdown; the best mean of each column is in bold."""
     metric = metric or results.config.main_metric
     columns, rows = table(results, metric)
+    title = (
+        f"{metric} (%) on unseen test modalities, mean ± std over seeds "
+        f"{', '.join(map(str, results.config.seeds))}"
+    )
+    return markdown_table(title, columns, rows)
+
+
+def markdown_table(
+    title: str,
+    columns: list[str],
+    rows: dict[str, dict[str, Cell]],
+    headers: dict[str, str] | None = None,
+) -> str:
+    """``title``, then models x ``columns`` as a Markdown table (each column's header from
+    ``headers``, default its name); the best mean of each column is in bold."""
+    headers = headers or {}
     best = {
         c: max((r[c].mean for r in rows.values() if not math.isnan(r[c].mean)), default=None)
         for c in columns
     }
     lines = [
-        f"{metric} (%) on unseen test modalities, mean ± std over seeds "
-        f"{', '.join(map(str, results.config.seeds))}",
+        title,
         "",
-        "| model | " + " | ".join(columns) + " |",
+        "| model | " + " | ".join(headers.get(c, c) for c in columns) + " |",
         "|---|" + "---:|" * len(columns),
     ]
     for model, cells in rows.items():

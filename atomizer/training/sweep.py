@@ -34,6 +34,7 @@ from atomizer.training.report import (
     RESULTS_JSON,
     RESULTS_MD,
     RESULTS_PNG,
+    markdown_table,
     table,
 )
 from atomizer.training.report import to_json as report_json
@@ -85,29 +86,13 @@ def markdown(results: Any, name: str) -> str:
         m.label: f"{m.label} (train)" if _in_training(config, m) else m.label
         for m in config.test_modalities
     }
-    best = {
-        c: max((r[c].mean for r in rows.values() if not math.isnan(r[c].mean)), default=None)
-        for c in columns
-    }
     title = (
         f"{metric} (%) against {X_TITLES[sweep.x]} on {sweep.modality.label}, mean ± std over "
         f"seeds {', '.join(map(str, config.seeds))}"
     )
     if any(marks[c] != c for c in columns):
         title += "; (train): that point is a training modality"
-    lines = [
-        title,
-        "",
-        "| model | " + " | ".join(marks[c] for c in columns) + " |",
-        "|---|" + "---:|" * len(columns),
-    ]
-    for model, cells in rows.items():
-        texts = []
-        for c in columns:
-            t = cells[c].text()
-            texts.append(f"**{t}**" if best[c] is not None and cells[c].mean == best[c] else t)
-        lines.append(f"| {model} | " + " | ".join(texts) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(title, columns, rows, marks)
 
 
 def to_json(results: Any, name: str) -> dict[str, Any]:
