@@ -1,11 +1,11 @@
 """Pixels to atom arrays, with one allocation of the output and no full-scene temporaries.
 
 Stage 1 (:func:`read_pieces`): each band is read (files in parallel, one per thread, each closed
-after its last band so GDAL's block cache never holds the whole scene), and reduced at once to its valid values
-(raw integers when a DN -> value lookup table applies, else float32) plus a bit-packed validity
-mask and per-row counts. Stage 2 (:func:`assemble`): the four atom arrays are allocated once and
-filled band by band: values through the lookup table (in chunks), x from a per-column table, y from
-a per-row table repeated by the row counts.
+after its last band so GDAL's block cache never holds the whole scene), and reduced at once to its
+valid values (raw integers when a DN -> value lookup table applies, else float32) plus a bit-packed
+validity mask and per-row counts. Stage 2 (:func:`assemble`): the four atom arrays are allocated
+once and filled band by band: values through the lookup table (in chunks), x from a per-column
+table, y from a per-row table repeated by the row counts.
 """
 
 from __future__ import annotations
@@ -141,7 +141,8 @@ def read_pieces(
     else:
         with ThreadPoolExecutor(workers, thread_name_prefix="atomizer-read") as pool:
             futures = {
-                g[0]: pool.submit(_read_file, plans, g, readings, pieces, None, None) for g in groups
+                g[0]: pool.submit(_read_file, plans, g, readings, pieces, None, None)
+                for g in groups
             }
             try:
                 for group in groups:  # progress in band order, on the calling thread
