@@ -6,14 +6,17 @@ Run from the project root::
 
 A STAC item is generated for the tile (``../shared/data/s2_l2a_T29UNU_20221005_60m``, or the
 folder in ``ATOMIZER_SHARED_DATA``, or ``--data``). Each measurement runs in a fresh subprocess,
-alternating "floor" (``rasterio.open(band).read(1)`` for the 11 bands the item matches),
+alternating "floor" (``rasterio.open(band).read(1)`` for the 11 bands the item matches, one after
+the other, GDAL's default decoding threads), "floor-1thread" (the same with ``GDAL_NUM_THREADS=1``,
+the setting the reader decodes each file with; it decodes files in parallel instead),
 "tokenize" (``StacReader().read(item)``, sensor detected among the plugin host's specs, as the CLI
 does) and "tokenize-lean" (the same, with the built-in specs loaded without the plugin host, which
 imports every plugin package). A child times only the work (wall and CPU time), after its imports
 and set-up, and reports its peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``) and its RSS after
 set-up.
 
-Targets (issue 3): tokenize time <= 1.5 x floor time; tokenize peak RSS <= 2 x AtomSet.nbytes.
+Targets (issue 13): tokenize time (wall and CPU) <= 1.2 x floor time; tokenize peak RSS <= 1.5 x
+AtomSet.nbytes.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from typing import Any
 
 TILE = "s2_l2a_T29UNU_20221005_60m"
 #: Child runs, alternated: bare read, tokenize as the CLI does, tokenize without the plugin host.
-KINDS = ("floor", "tokenize", "tokenize-lean")
-TARGET_TIME_RATIO = 1.5
-TARGET_RSS_RATIO = 2.0
+KINDS = ("floor", "floor-1thread", "tokenize", "tokenize-lean")
+TARGET_TIME_RATIO = 1.2
+TARGET_RSS_RATIO = 1.5
 KIB = 1024  # ru_maxrss is in KiB on Linux
 MB = 1e6
 PROFILE_ROWS = 15
@@ -58,16 +61,20 @@ def _default_data() -> Path:
 
 
 # --- children: one measurement each, in a fresh interpreter ---------------------------------
-def child_floor(item_path: str) -> dict[str, Any]:
-    """Read the item's 11 band files with rasterio, nothing else."""
+def child_floor(item_path: str, *, threads: str | None = None) -> dict[str, Any]:
+    """Read the item's 11 band files with rasterio, nothing else (``threads``: GDAL_NUM_THREADS)."""
+    import contextlib
+
     import rasterio
 
     hrefs = json.loads(Path(item_path).with_suffix(".hrefs.json").read_text())
+    env = rasterio.Env(GDAL_NUM_THREADS=threads) if threads else contextlib.nullcontext()
     setup_rss = _maxrss_bytes()
     cpu, start = _cpu_seconds(), time.perf_counter()
-    for href in hrefs:
-        with rasterio.open(href) as ds:
-            ds.read(1)
+    with env:
+        for href in hrefs:
+            with rasterio.open(href) as ds:
+                ds.read(1)
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
@@ -132,6 +139,10 @@ def child_profile(item_path: str) -> dict[str, Any]:
     rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:PROFILE_ROWS]
     return {
         "seconds": seconds,
+        "stages_s": {  # cumulative, main thread: decoding + reduction (waited for), then assembly
+            name: sum(v[3] for (f, _, n), v in stats.items() if n == name and "pixels" in f)
+            for name in ("read_pieces", "assemble")
+        },
         "top": [
             {"function": f"{Path(f).name}:{line}({name})", "own_s": v[2], "calls": v[1]}
             for (f, line, name), v in rows
@@ -188,6 +199,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "n_nodata_dropped": first["n_nodata"],
         "atomset_nbytes": nbytes,
         "floor": floor,
+        "floor-1thread": _side(runs["floor-1thread"]),
         "targets": {"time_ratio": TARGET_TIME_RATIO, "rss_ratio": TARGET_RSS_RATIO},
     }
     for kind in ("tokenize", "tokenize-lean"):
@@ -214,6 +226,11 @@ def print_table(s: dict[str, Any]) -> None:
     print(
         f"floor (bare read): median {f['median_s']:.2f} s wall, {f['cpu_median_s']:.2f} s CPU; "
         f"peak RSS {f['peak_rss'] / MB:.0f} MB"
+    )
+    f1 = s["floor-1thread"]
+    print(
+        f"floor-1thread (GDAL_NUM_THREADS=1): median {f1['median_s']:.2f} s wall, "
+        f"{f1['cpu_median_s']:.2f} s CPU"
     )
     for kind, label in (
         ("tokenize", "plugin host, as the CLI"),
@@ -248,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         kind, item = args.child
-        if kind == "floor":
-            result = child_floor(item)
+        if kind.startswith("floor"):
+            result = child_floor(item, threads="1" if kind == "floor-1thread" else None)
         elif kind == "profile":
             result = child_profile(item)
         else:
@@ -267,10 +284,13 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             result = _run_child("profile", make_item(data, Path(tmp)))
         print(f"tokenize-lean under cProfile: {result['seconds']:.2f} s wall")
+        for name, seconds in result["stages_s"].items():
+            print(f"  {name}: {seconds:.2f} s")
         print("| function | own s | calls |\n|---|---:|---:|")
         for row in result["top"]:
             print(f"| {row['function']} | {row['own_s']:.3f} | {row['calls']} |")
         return 0
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         item = make_item(data, Path(tmp))
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
@@ -282,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
+        "load_average_1min_at_start": load_at_start,
         "load_average_1min_at_end": os.getloadavg()[0],
     }
     print_table(summary)

@@ -177,3 +177,29 @@ def test_bigearthnet_sensor_is_detected_per_platform(tmp_path):
     folder = next(p for p in sorted(root.iterdir()) if p.name.startswith("S2B"))
     _, report = StacReader().read(_patch_item(folder, tmp_path))
     assert report.sensor_id == "sentinel2b-l2a"
+
+
+def test_parallel_decoding_reads_what_one_thread_reads(s2_item, monkeypatch):
+    from atomizer.readers import pixels
+
+    monkeypatch.setattr(pixels, "_decode_workers", lambda n_files: n_files)
+    parallel, report = StacReader().read(s2_item, options=ReadOptions(window=WINDOW))
+    monkeypatch.setattr(pixels, "_decode_workers", lambda n_files: 1)
+    serial, serial_report = StacReader().read(s2_item, options=ReadOptions(window=WINDOW))
+    assert parallel.same_atoms(serial) and report.bands == serial_report.bands
+
+
+def test_a_truncated_jpeg2000_among_parallel_reads_is_an_error(tmp_path, l2a_spec, monkeypatch):
+    # the bands are decoded on worker threads: a failed decode must still raise, not read as zeros
+    from atomizer.errors import ReaderError
+    from atomizer.readers import pixels
+
+    monkeypatch.setattr(pixels, "_decode_workers", lambda n_files: n_files)
+    paths = {band: _band_file(band) for band in ("B01", "B03", "B09")}
+    data = _band_file("B02").read_bytes()
+    paths["B02"] = tmp_path / "T29UNU_B02_60m.jp2"
+    paths["B02"].write_bytes(data[: len(data) // 2])
+    item = build_stac_item("cut", paths, datetime=dt.datetime(2022, 10, 5, tzinfo=dt.timezone.utc))
+    item.save_object(dest_href=str(tmp_path / "cut.json"), include_self_link=False)
+    with pytest.raises(ReaderError, match="B02.*corrupt or truncated"):
+        StacReader().read(tmp_path / "cut.json", sensor=l2a_spec)

@@ -355,3 +355,31 @@ def test_read_options_are_validated():
         LonLatBBox(0, 95, 1, 96)
     with pytest.raises(WindowError, match="empty"):
         PixelWindow(0, 0, 0, 5)
+
+
+def test_tokenize_never_imports_torch(item, spec_file, tmp_path):
+    """The tokenize path (plugin host, sensor detection, reading, writing) stays free of torch,
+    which would double its start-up time and peak memory."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from atomizer.cli.main import main\n"
+        "try:\n"
+        f"    main(['tokenize', {item!r}, '-o', {str(tmp_path / 'x.atoms')!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print('torch' in sys.modules)\n"
+    )
+    environ = {
+        **os.environ,
+        "ATOMIZER_SENSOR_PATH": str(spec_file.parent),
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environ, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
+    assert (tmp_path / "x.atoms").stat().st_size > 0

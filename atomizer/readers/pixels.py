@@ -1,18 +1,20 @@
 """Pixels to atom arrays, with one allocation of the output and no full-scene temporaries.
 
-Stage 1 (:func:`read_pieces`): each band is read (one file open at a time, closed after its last
-band so GDAL's block cache never holds the whole scene), and reduced at once to its valid values
-(raw integers when a DN -> value lookup table applies, else float32) plus a bit-packed validity
-mask and per-row counts. Stage 2 (:func:`assemble`): the four atom arrays are allocated once and
-filled band by band: values through the lookup table (in chunks), x from a per-column table, y from
-a per-row table repeated by the row counts.
+Stage 1 (:func:`read_pieces`): each band is read (files in parallel, one per thread, each closed
+after its last band so GDAL's block cache never holds the whole scene), and reduced at once to its
+valid values (raw integers when a DN -> value lookup table applies, else float32) plus a bit-packed
+validity mask and per-row counts. Stage 2 (:func:`assemble`): the four atom arrays are allocated
+once and filled band by band: values through the lookup table (in chunks), x from a per-column
+table, y from a per-row table repeated by the row counts.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,9 +97,17 @@ def physical(raw: np.ndarray, scale: float, offset: float) -> np.ndarray:
     return out
 
 
-def _close_after(plans: Sequence[BandPlan]) -> dict[str, int]:
-    """Index of the last plan that reads each file."""
-    return {p.source.href: i for i, p in enumerate(plans)}
+def _file_groups(plans: Sequence[BandPlan]) -> list[list[int]]:
+    """Plan indices grouped by the file they read, in order of first use."""
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(plans):
+        groups.setdefault(p.source.href, []).append(i)
+    return list(groups.values())
+
+
+def _decode_workers(n_files: int) -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(n_files, cpus or 1))
 
 
 def read_pieces(
@@ -107,86 +117,123 @@ def read_pieces(
 ) -> tuple[list[Piece | None], list[BandReading]]:
     """Stage 1: read every band (in its window) into a compact :class:`Piece`.
 
-    ``open_files`` (href -> open rasterio dataset): datasets to reuse and to leave open, for a
-    caller that reads many windows of one scene (the caller closes them).
+    Files are decoded in parallel, one file per thread (rasterio releases the GIL), each with one
+    GDAL decoding thread: GDAL reports a failed decode (a truncated JPEG 2000) as an error only
+    when it happens on the thread that reads; in GDAL's own worker threads it is printed and read
+    as zeros. ``open_files`` (href -> open rasterio dataset): datasets to reuse and to leave open,
+    for a caller that reads many windows of one scene (the caller closes them); those reads stay
+    on the calling thread, one file after the other.
     """
-    import rasterio
-
-    # One decoding thread: GDAL reports a failed decode (a truncated JPEG 2000) as an error only
-    # when it happens on the reading thread; in worker threads it is printed and read as zeros.
-    with rasterio.Env(GDAL_NUM_THREADS=DECODE_THREADS):
-        return _read_all(plans, progress, open_files)
-
-
-def _read_all(
-    plans: Sequence[BandPlan],
-    progress: ProgressCallback | None,
-    open_files: dict[str, Any] | None,
-) -> tuple[list[Piece | None], list[BandReading]]:
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioError
-    from rasterio.windows import Window
-
-    pieces: list[Piece | None] = []
-    readings: list[BandReading] = []
-    keep_open = open_files is not None
-    last_use = {} if keep_open else _close_after(plans)
-    if open_files is None:
-        open_files = {}
+    readings = [_reading(p) for p in plans]
+    pieces: list[Piece | None] = [None] * len(plans)
     sizes = [(p.window[1] - p.window[0]) * (p.window[3] - p.window[2]) for p in plans]
-    total, done = sum(sizes), 0
-    try:
-        for i, plan in enumerate(plans):
-            src = plan.source
-            if progress is not None:
-                progress(done, total, src.band.name)
-            done += sizes[i]
-            r0, r1, c0, c1 = plan.window
-            reading = BandReading(
-                band=src.band.name,
-                asset=src.asset,
-                asset_band=src.asset_band,
-                href=src.href,
-                matched_by=src.matched_by,
-                gsd_m=plan.grid.pixel_m,
-                shape=(r1 - r0, c1 - c0),
-                scale=plan.scale,
-                offset=plan.offset,
-                scale_from=plan.scale_from,
-                nodata=list(plan.nodata),
-                center_wavelength_nm=src.center_wavelength_nm,
-                fwhm_nm=src.fwhm_nm,
-            )
-            readings.append(reading)
-            if r1 > r0 and c1 > c0:
-                try:
-                    if src.href not in open_files:
-                        with warnings.catch_warnings():  # planning already warned
-                            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                            open_files[src.href] = rasterio.open(src.href)
-                    ds = open_files[src.href]
-                    full = (r0, r1, c0, c1) == (0, ds.height, 0, ds.width)
-                    win = None if full else Window(c0, r0, c1 - c0, r1 - r0)
-                    plane = ds.read(src.asset_band, window=win)
-                    mask = ds.read_masks(src.asset_band, window=win) if plan.use_mask else None
-                except RasterioError as exc:
-                    raise ReaderError(
-                        f"asset {src.asset!r}: reading band {src.asset_band} of {src.href} failed "
-                        f"({rasterio_message(exc)}); the file is corrupt or truncated: download "
-                        "it again"
-                    ) from None
-                pieces.append(_reduce(plane, mask, plan, reading))
-            else:
-                pieces.append(None)
-            if last_use.get(src.href) == i and src.href in open_files:
-                open_files.pop(src.href).close()
-    finally:
-        if not keep_open:
-            for ds in open_files.values():
-                ds.close()
+    total = sum(sizes)
+    groups = _file_groups(plans)
+    workers = 1 if open_files is not None else _decode_workers(len(groups))
+
+    def report(i: int) -> None:
+        if progress is not None:
+            progress(sum(sizes[:i]), total, plans[i].source.band.name)
+
+    if workers == 1:
+        for group in groups:
+            _read_file(plans, group, readings, pieces, open_files, report)
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="atomizer-read") as pool:
+            futures = {
+                g[0]: pool.submit(_read_file, plans, g, readings, pieces, None, None)
+                for g in groups
+            }
+            try:
+                for group in groups:  # progress in band order, on the calling thread
+                    for i in group:
+                        report(i)
+                    futures[group[0]].result()
+            finally:
+                for future in futures.values():
+                    future.cancel()
     if progress is not None:
         progress(total, total, "")
     return pieces, readings
+
+
+def _reading(plan: BandPlan) -> BandReading:
+    src = plan.source
+    r0, r1, c0, c1 = plan.window
+    return BandReading(
+        band=src.band.name,
+        asset=src.asset,
+        asset_band=src.asset_band,
+        href=src.href,
+        matched_by=src.matched_by,
+        gsd_m=plan.grid.pixel_m,
+        shape=(r1 - r0, c1 - c0),
+        scale=plan.scale,
+        offset=plan.offset,
+        scale_from=plan.scale_from,
+        nodata=list(plan.nodata),
+        center_wavelength_nm=src.center_wavelength_nm,
+        fwhm_nm=src.fwhm_nm,
+    )
+
+
+def _read_file(
+    plans: Sequence[BandPlan],
+    indices: Sequence[int],
+    readings: list[BandReading],
+    pieces: list[Piece | None],
+    open_files: dict[str, Any] | None,
+    before_band: Callable[[int], None] | None,
+) -> None:
+    """Read the bands ``indices`` (all of one file) into ``pieces``; the file is opened here and
+    closed after its last band unless it comes from (and stays in) ``open_files``."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    href = plans[indices[0]].source.href
+    with rasterio.Env(GDAL_NUM_THREADS=DECODE_THREADS):  # rasterio's settings are per thread
+        ds = None if open_files is None else open_files.get(href)
+        owned = ds is None
+        try:
+            for i in indices:
+                if before_band is not None:
+                    before_band(i)
+                plan = plans[i]
+                r0, r1, c0, c1 = plan.window
+                if not (r1 > r0 and c1 > c0):
+                    continue
+                try:
+                    if ds is None:
+                        with warnings.catch_warnings():  # planning already warned
+                            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                            ds = rasterio.open(href)
+                        if open_files is not None:
+                            open_files[href] = ds
+                            owned = False
+                    plane, mask = _read_window(ds, plan)
+                except RasterioError as exc:
+                    src = plan.source
+                    raise ReaderError(
+                        f"asset {src.asset!r}: reading band {src.asset_band} of {href} failed "
+                        f"({rasterio_message(exc)}); the file is corrupt or truncated: download "
+                        "it again"
+                    ) from None
+                pieces[i] = _reduce(plane, mask, plan, readings[i])
+        finally:
+            if owned and ds is not None:
+                ds.close()
+
+
+def _read_window(ds: Any, plan: BandPlan) -> tuple[np.ndarray, np.ndarray | None]:
+    from rasterio.windows import Window
+
+    r0, r1, c0, c1 = plan.window
+    band = plan.source.asset_band
+    full = (r0, r1, c0, c1) == (0, ds.height, 0, ds.width)
+    win = None if full else Window(c0, r0, c1 - c0, r1 - r0)
+    plane = ds.read(band, window=win)
+    mask = ds.read_masks(band, window=win) if plan.use_mask else None
+    return plane, mask
 
 
 def _reduce(

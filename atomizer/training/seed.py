@@ -19,10 +19,12 @@ import os
 import random
 from collections.abc import Iterator
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used: the data layer imports this module
+    import torch
 
 
 class Stream(IntEnum):
@@ -64,6 +66,8 @@ def seed_everything(seed: int, *, deterministic: bool = True, device_type: str =
     already (for a fixed thread count); the switch is skipped there because turning it on imports
     torch's compiler stack (seconds of start-up) for nothing.
     """
+    import torch
+
     global_seed = stream_seed(seed, Stream.GLOBAL)
     random.seed(global_seed)
     np.random.seed(global_seed % 2**32)
@@ -92,6 +96,8 @@ def isolated_rng() -> Iterator[None]:
 
 def capture_rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Every RNG state, split into tensors (for safetensors) and JSON-serialisable values."""
+    import torch
+
     tensors: dict[str, torch.Tensor] = {"torch_cpu": torch.get_rng_state().clone()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, state in enumerate(torch.cuda.get_rng_state_all()):
@@ -113,6 +119,8 @@ def capture_rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def restore_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Restore what :func:`capture_rng_state` captured (CUDA states only when CUDA is present)."""
+    import torch
+
     torch.set_rng_state(tensors["torch_cpu"].to(torch.uint8))
     cuda = sorted(k for k in tensors if k.startswith("torch_cuda_"))
     if cuda and torch.cuda.is_available():
