@@ -38,6 +38,10 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+# benchmarks/ is on sys.path when a script runs as python benchmarks/NAME.py
+from _measure import (
+    shared_data,
+)
 
 # the project, and its tests folder for the fixtures shared with the tests (inputs, HTTP server)
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "tests")]
@@ -46,11 +50,6 @@ TILE = "s2_l2a_T29UNU_20221005_60m"
 BEN = "bigearthnet_s2_examples"
 CHIP_M = 600.0
 KIB = 1024
-
-
-def _default_data() -> Path:
-    root = os.environ.get("ATOMIZER_SHARED_DATA")
-    return Path(root) if root else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 # --- inputs ----------------------------------------------------------------------------------------
@@ -271,7 +270,7 @@ def memory(spec_path: Path, tmp: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=_default_data())
+    parser.add_argument("--data", type=Path, default=shared_data())
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chips", type=int, default=240)
     parser.add_argument("--shard-chips", type=int, default=30)

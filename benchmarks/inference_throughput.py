@@ -20,13 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+# benchmarks/ is on sys.path when a script runs as python benchmarks/NAME.py
+from _measure import (
+    cpu_seconds as _cpu_seconds,
+    maxrss_bytes as _maxrss_bytes,
+    rss_bytes as _rss_bytes,
+)
 
 SIZES = (80_000, 500_000, 2_000_000)
 PRECISIONS = ("fp32", "bf16")
@@ -34,23 +39,6 @@ BANDS = 12
 GSD_M = 10.0
 MIB = 2**20
 KIB = 1024
-
-
-def _maxrss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
-        1 if sys.platform == "darwin" else KIB
-    )
-
-
-def _rss_bytes() -> int:
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def side_px(atoms: int) -> int:

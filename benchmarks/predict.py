@@ -24,36 +24,24 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+# benchmarks/ is on sys.path when a script runs as python benchmarks/NAME.py
+from _measure import (
+    cpu_seconds as _cpu_seconds,
+    maxrss_bytes as _maxrss_bytes,
+    shared_data,
+)
 
 TILE = "s2_l2a_T29UNU_20221005_60m"
 SIDES_PX = (458, 915, 1830)  # 1/16, 1/4 and all of the 1830 x 1830 tile
 CHIP_M = STRIDE_M = 1920.0  # 32 px windows at 60 m, side by side
 BATCH = 16
 KIB = 1024
-
-
-def _maxrss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
-        1 if sys.platform == "darwin" else KIB
-    )
-
-
-def _cpu_seconds() -> float:
-    u = resource.getrusage(resource.RUSAGE_SELF)
-    return u.ru_utime + u.ru_stime
-
-
-def _default_data() -> Path:
-    root = os.environ.get("ATOMIZER_SHARED_DATA")
-    base = Path(root) if root else Path(__file__).resolve().parents[2] / "shared" / "data"
-    return base / TILE
 
 
 def make_inputs(data: Path, tmp: Path) -> dict[str, Any]:
@@ -181,7 +169,7 @@ def run_child(kind: str, item: str, checkpoint: str, tmp: Path) -> dict[str, Any
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=_default_data())
+    parser.add_argument("--data", type=Path, default=shared_data(TILE))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/predict.json"))
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+# benchmarks/ is on sys.path when a script runs as python benchmarks/NAME.py
+from _measure import (
+    cpu_seconds as _cpu_seconds,
+    maxrss_bytes as _maxrss_bytes,
+    shared_data,
+)
 
 TILE = "s2_l2a_T29UNU_20221005_60m"
 #: Child runs, alternated: bare read, tokenize as the CLI does, tokenize without the plugin host.
@@ -42,22 +47,6 @@ TARGET_RSS_RATIO = 1.5
 KIB = 1024  # ru_maxrss is in KiB on Linux
 MB = 1e6
 PROFILE_ROWS = 15
-
-
-def _maxrss_bytes() -> int:
-    scale = 1 if sys.platform == "darwin" else KIB  # macOS reports bytes
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _default_data() -> Path:
-    root = os.environ.get("ATOMIZER_SHARED_DATA")
-    base = Path(root) if root else Path(__file__).resolve().parents[2] / "shared" / "data"
-    return base / TILE
 
 
 # --- children: one measurement each, in a fresh interpreter ---------------------------------
@@ -273,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             result = child_tokenize(item, lean=kind == "tokenize-lean")
         print(json.dumps(result))
         return 0
-    data = args.data or _default_data()
+    data = args.data or shared_data(TILE)
     if not data.is_dir():
         print(
             f"tile folder {data} not found; pass --data or set ATOMIZER_SHARED_DATA",
