@@ -128,9 +128,9 @@ def child_profile(item_path: str) -> dict[str, Any]:
     rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:PROFILE_ROWS]
     return {
         "seconds": seconds,
-        "stages_s": {  # cumulative, main thread: decoding + reduction (waited for), then assembly
+        "stages_s": {  # cumulative, main thread: reading (decoding and reduction waited for, copies), copies
             name: sum(v[3] for (f, _, n), v in stats.items() if n == name and "pixels" in f)
-            for name in ("read_pieces", "assemble")
+            for name in ("read_atoms", "add")
         },
         "top": [
             {"function": f"{Path(f).name}:{line}({name})", "own_s": v[2], "calls": v[1]}

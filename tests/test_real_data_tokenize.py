@@ -203,3 +203,49 @@ def test_a_truncated_jpeg2000_among_parallel_reads_is_an_error(tmp_path, l2a_spe
     item.save_object(dest_href=str(tmp_path / "cut.json"), include_self_link=False)
     with pytest.raises(ReaderError, match="B02.*corrupt or truncated"):
         StacReader().read(tmp_path / "cut.json", sensor=l2a_spec)
+
+
+def test_gdal_worker_thread_failures_are_counted(tmp_path):
+    # GDAL's own decoding threads report a failed decode to the process-wide handler only; the
+    # watcher is what lets the reader decode on GDAL's threads and still refuse a truncated file
+    import rasterio
+
+    from atomizer.readers.gdal_errors import watcher
+
+    seen = watcher()
+    assert seen is not None, "the GDAL library rasterio loaded was not found"
+    data = _band_file("B02").read_bytes()
+    cut = tmp_path / "cut.jp2"
+    cut.write_bytes(data[: len(data) // 2])
+    before = seen.count()
+    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(cut) as ds:
+        ds.read(1)  # no exception here: the failed blocks read as zeros or leftover memory
+    assert seen.count() > before
+    before = seen.count()
+    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(_band_file("B02")) as ds:
+        assert ds.read(1).any()
+    assert seen.count() == before
+
+
+def test_a_failure_on_another_thread_costs_a_reread_not_an_error(s2_item, monkeypatch):
+    # the count is process-wide: a change during a good read (another read failing at the same
+    # time) makes the reader re-read on one thread, with the same atoms, never raise
+    from atomizer.readers import gdal_errors, pixels
+
+    real = gdal_errors.watcher()
+    clean, _ = StacReader().read(s2_item, options=ReadOptions(window=WINDOW))
+
+    class Noisy:
+        calls = 0
+
+        def count(self) -> int:
+            Noisy.calls += 1
+            return Noisy.calls  # a new failure somewhere between every two looks
+
+    rereads = []
+    verified = pixels._read_verified
+    monkeypatch.setattr(pixels, "watcher", lambda: Noisy())
+    monkeypatch.setattr(pixels, "_read_verified", lambda *a: rereads.append(a) or verified(*a))
+    noisy, _ = StacReader().read(s2_item, options=ReadOptions(window=WINDOW))
+    assert noisy.same_atoms(clean) and len(rereads) == len(clean.bands)
+    assert real is not None

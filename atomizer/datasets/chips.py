@@ -15,7 +15,7 @@ from typing import Any
 
 from atomizer.atoms.atomset import AtomSet, SceneMeta
 from atomizer.errors import AtomizerError, ReaderError
-from atomizer.readers.pixels import assemble, read_pieces
+from atomizer.readers.pixels import read_atoms
 from atomizer.readers.raster import BandPlan, _index_range, plan_sources
 from atomizer.sensors.spec import SensorSpec
 
@@ -106,8 +106,7 @@ def _chips(req: ChipRequest, item_id: str, when: Any, hrefs: dict[str, str], pla
         if not _set_windows(plans, (cx - half, cy - half, cx + half, cy + half)):
             out.skipped.append(_skip(item_id, lb, "the chip lies outside the item's rasters"))
             continue
-        pieces, _ = read_pieces(plans, None, open_files)
-        value, band, x, y = assemble(plans, pieces, cx, cy)
+        (value, band, x, y), _ = read_atoms(plans, None, cx, cy, open_files)
         atoms = AtomSet(
             value=value, band=band, x=x, y=y, bands=bands,
             scene=SceneMeta(sensor_id=req.sensor.id, datetime=when, lon=lb["lon"], lat=lb["lat"],

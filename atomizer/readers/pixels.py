@@ -1,11 +1,11 @@
-"""Pixels to atom arrays, with one allocation of the output and no full-scene temporaries.
+"""Pixels to atom arrays, with one output allocation and no full-scene temporaries.
 
-Stage 1 (:func:`read_pieces`): each band is read (files in parallel, one per thread, each closed
-after its last band so GDAL's block cache never holds the whole scene), and reduced at once to its
-valid values (raw integers when a DN -> value lookup table applies, else float32) plus a bit-packed
-validity mask and per-row counts. Stage 2 (:func:`assemble`): the four atom arrays are allocated
-once and filled band by band: values through the lookup table (in chunks), x from a per-column
-table, y from a per-row table repeated by the row counts.
+:func:`read_atoms` reads each band (on background threads, each file closed after its last band
+so GDAL's block cache never holds the whole scene) and reduces it at once to its valid values
+(raw integers when a DN -> value lookup table applies, else float32) plus a bit-packed validity
+mask and per-row counts; the calling thread copies each band into the four atom arrays as soon as
+it is read: values through the lookup table (in chunks), x from a per-column table, y from a
+per-row table repeated by the row counts.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +23,11 @@ import numpy as np
 from atomizer.atoms.atomset import BAND_DTYPE, COORD_DTYPE, VALUE_DTYPE
 from atomizer.errors import ReaderError
 from atomizer.readers.base import BandReading, ProgressCallback
+from atomizer.readers.gdal_errors import watcher
 from atomizer.readers.plan import BandPlan
 
 #: Integer raster types whose every possible value fits a lookup table (DN -> physical value).
 LUT_DTYPES = ("uint8", "int8", "uint16", "int16")
-#: GDAL decoding threads (1: decoding errors surface as errors, see :func:`read_pieces`).
-DECODE_THREADS = 1
 #: Elements converted at a time (bounds the float64 and index temporaries).
 CHUNK_ELEMENTS = 1 << 20
 
@@ -106,55 +105,73 @@ def _file_groups(plans: Sequence[BandPlan]) -> list[list[int]]:
 
 
 def _decode_workers(n_files: int) -> int:
+    """Reading threads: one where GDAL decodes each file on every core (its copies into the output
+    overlap the next file's decoding, and one file's decoding buffers are in memory at a time);
+    else, decoding on one thread per file, as many files at once as there are CPUs."""
+    if watcher() is not None:
+        return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(n_files, cpus or 1))
 
 
-def read_pieces(
+def _decode_threads() -> int | str:
+    """GDAL decoding threads per file: GDAL's pool when its failures can be seen, else one."""
+    return "ALL_CPUS" if watcher() is not None else 1
+
+
+def read_atoms(
     plans: Sequence[BandPlan],
     progress: ProgressCallback | None,
+    cx: float,
+    cy: float,
     open_files: dict[str, Any] | None = None,
-) -> tuple[list[Piece | None], list[BandReading]]:
-    """Stage 1: read every band (in its window) into a compact :class:`Piece`.
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], list[BandReading]]:
+    """Read every band (in its window) into the atom arrays ``value, band, x, y``.
 
-    Files are decoded in parallel, one file per thread (rasterio releases the GIL), each with one
-    GDAL decoding thread: GDAL reports a failed decode (a truncated JPEG 2000) as an error only
-    when it happens on the thread that reads; in GDAL's own worker threads it is printed and read
-    as zeros. ``open_files`` (href -> open rasterio dataset): datasets to reuse and to leave open,
-    for a caller that reads many windows of one scene (the caller closes them); those reads stay
-    on the calling thread, one file after the other.
+    Files are read on background threads (rasterio releases the GIL): one thread where
+    :func:`~atomizer.readers.gdal_errors.watcher` can see failures on GDAL's own decoding threads
+    (GDAL decodes each file on every core), else one file per CPU, each decoded on one thread (see
+    :func:`_decode_workers`). The calling thread copies each band into the output as soon as it and
+    the bands before it are read, so at most a few bands' compact pieces are held at once; the
+    output arrays are views of buffers sized for every pixel of every window, whose pages past
+    the valid atoms are never touched (never resident). ``open_files`` (href -> open rasterio
+    dataset): datasets to reuse and to leave open, for a caller that reads many windows of one
+    scene (the caller closes them); those reads stay on the calling thread.
     """
     readings = [_reading(p) for p in plans]
-    pieces: list[Piece | None] = [None] * len(plans)
     sizes = [(p.window[1] - p.window[0]) * (p.window[3] - p.window[2]) for p in plans]
     total = sum(sizes)
+    out = _Output(total)
     groups = _file_groups(plans)
-    workers = 1 if open_files is not None else _decode_workers(len(groups))
-
-    def report(i: int) -> None:
-        if progress is not None:
-            progress(sum(sizes[:i]), total, plans[i].source.band.name)
-
-    if workers == 1:
+    if open_files is not None:  # reads stay on the calling thread
         for group in groups:
-            _read_file(plans, group, readings, pieces, open_files, report)
+            for i in group:
+                _report(progress, sizes, i, plans)
+                out.add(plans[i], i, _read_band(plans[i], readings[i], open_files), cx, cy)
     else:
+        slots: list[Future[Piece | None]] = [Future() for _ in plans]
+        workers = _decode_workers(len(groups))
         with ThreadPoolExecutor(workers, thread_name_prefix="atomizer-read") as pool:
-            futures = {
-                g[0]: pool.submit(_read_file, plans, g, readings, pieces, None, None)
-                for g in groups
-            }
+            jobs = [pool.submit(_read_file, plans, g, readings, slots) for g in groups]
             try:
-                for group in groups:  # progress in band order, on the calling thread
-                    for i in group:
-                        report(i)
-                    futures[group[0]].result()
+                for i, plan in enumerate(plans):  # in band order, on the calling thread
+                    _report(progress, sizes, i, plans)
+                    piece = slots[i].result()
+                    slots[i] = Future()  # drop the reference: the piece is freed once copied
+                    out.add(plan, i, piece, cx, cy)
             finally:
-                for future in futures.values():
-                    future.cancel()
+                for job in jobs:
+                    job.cancel()
+                for slot in slots:  # a failed read: the other files' threads stop soon
+                    slot.cancel()
     if progress is not None:
         progress(total, total, "")
-    return pieces, readings
+    return out.arrays(), readings
+
+
+def _report(progress: ProgressCallback | None, sizes: list[int], i: int, plans: Sequence[BandPlan]) -> None:
+    if progress is not None:
+        progress(sum(sizes[:i]), sum(sizes), plans[i].source.band.name)
 
 
 def _reading(plan: BandPlan) -> BandReading:
@@ -181,47 +198,80 @@ def _read_file(
     plans: Sequence[BandPlan],
     indices: Sequence[int],
     readings: list[BandReading],
-    pieces: list[Piece | None],
-    open_files: dict[str, Any] | None,
-    before_band: Callable[[int], None] | None,
+    slots: list[Future[Piece | None]],
 ) -> None:
-    """Read the bands ``indices`` (all of one file) into ``pieces``; the file is opened here and
-    closed after its last band unless it comes from (and stays in) ``open_files``."""
+    """Read the bands ``indices`` (all of one file) into ``slots``, one file opened and closed
+    here; a failure goes to every remaining slot of the file."""
+    import rasterio
+
+    files: dict[str, Any] = {}
+    try:
+        for n, i in enumerate(indices):
+            if slots[i].cancelled():
+                return
+            try:
+                piece = _read_band(plans[i], readings[i], files)
+            except BaseException as exc:
+                for j in indices[n:]:
+                    if slots[j].set_running_or_notify_cancel():
+                        slots[j].set_exception(exc)
+                return
+            if slots[i].set_running_or_notify_cancel():
+                slots[i].set_result(piece)
+    finally:
+        _close(files)
+
+
+def _close(files: dict[str, Any]) -> None:
+    for ds in files.values():
+        ds.close()
+
+
+def _read_band(plan: BandPlan, reading: BandReading, open_files: dict[str, Any] | None) -> Piece | None:
+    """One band's window as a :class:`Piece`; the file is opened into ``open_files`` (when given,
+    else opened and closed here). A decode failure on GDAL's worker threads is verified on one
+    thread, whose error names the file."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-    href = plans[indices[0]].source.href
-    with rasterio.Env(GDAL_NUM_THREADS=DECODE_THREADS):  # rasterio's settings are per thread
+    r0, r1, c0, c1 = plan.window
+    if not (r1 > r0 and c1 > c0):
+        return None
+    href = plan.source.href
+    seen = watcher()
+    with rasterio.Env(GDAL_NUM_THREADS=_decode_threads()):  # rasterio's settings are per thread
         ds = None if open_files is None else open_files.get(href)
-        owned = ds is None
+        owned = ds is None and open_files is None
         try:
-            for i in indices:
-                if before_band is not None:
-                    before_band(i)
-                plan = plans[i]
-                r0, r1, c0, c1 = plan.window
-                if not (r1 > r0 and c1 > c0):
-                    continue
-                try:
-                    if ds is None:
-                        with warnings.catch_warnings():  # planning already warned
-                            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                            ds = rasterio.open(href)
-                        if open_files is not None:
-                            open_files[href] = ds
-                            owned = False
-                    plane, mask = _read_window(ds, plan)
-                except RasterioError as exc:
-                    src = plan.source
-                    raise ReaderError(
-                        f"asset {src.asset!r}: reading band {src.asset_band} of {href} failed "
-                        f"({rasterio_message(exc)}); the file is corrupt or truncated: download "
-                        "it again"
-                    ) from None
-                pieces[i] = _reduce(plane, mask, plan, readings[i])
+            before = seen.count() if seen is not None else 0
+            if ds is None:
+                with warnings.catch_warnings():  # planning already warned
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    ds = rasterio.open(href)
+                if open_files is not None:
+                    open_files[href] = ds
+            plane, mask = _read_window(ds, plan)
+            if seen is not None and seen.count() != before:
+                plane, mask = _read_verified(href, plan)
+        except RasterioError as exc:
+            src = plan.source
+            raise ReaderError(
+                f"asset {src.asset!r}: reading band {src.asset_band} of {href} failed "
+                f"({rasterio_message(exc)}); the file is corrupt or truncated: download it again"
+            ) from None
         finally:
             if owned and ds is not None:
                 ds.close()
+    return _reduce(plane, mask, plan, reading)
+
+
+def _read_verified(href: str, plan: BandPlan) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read ``plan``'s window again from a fresh dataset (GDAL's block cache may hold the failed
+    blocks as zeros) on one decoding thread, where a failed decode raises."""
+    import rasterio
+
+    with rasterio.Env(GDAL_NUM_THREADS=1), rasterio.open(href) as ds:
+        return _read_window(ds, plan)
 
 
 def _read_window(ds: Any, plan: BandPlan) -> tuple[np.ndarray, np.ndarray | None]:
@@ -264,37 +314,44 @@ def _reduce(
     )
 
 
-def assemble(
-    plans: Sequence[BandPlan], pieces: list[Piece | None], cx: float, cy: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Stage 2: allocate ``value, band, x, y`` once, fill them band by band (frees the pieces)."""
-    n = sum(p.values.size for p in pieces if p is not None)
-    value = np.empty(n, dtype=VALUE_DTYPE)
-    band = np.empty(n, dtype=BAND_DTYPE)
-    x = np.empty(n, dtype=COORD_DTYPE)
-    y = np.empty(n, dtype=COORD_DTYPE)
-    start = 0
-    for i, plan in enumerate(plans):
-        piece = pieces[i]
-        pieces[i] = None  # free each band's piece as soon as it is copied
+class _Output:
+    """The four atom arrays, filled band by band in order.
+
+    Each array is a view of a buffer sized for ``capacity`` atoms (every pixel of every window);
+    pages past the last valid atom are never written, so they never become resident.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.value = np.empty(capacity, dtype=VALUE_DTYPE)
+        self.band = np.empty(capacity, dtype=BAND_DTYPE)
+        self.x = np.empty(capacity, dtype=COORD_DTYPE)
+        self.y = np.empty(capacity, dtype=COORD_DTYPE)
+        self.n = 0
+
+    def add(self, plan: BandPlan, i: int, piece: Piece | None, cx: float, cy: float) -> None:
+        """Append band ``i``'s atoms: values through the lookup table (in chunks), x from a
+        per-column table, y from a per-row table repeated by the per-row counts."""
         if piece is None or piece.values.size == 0:
-            continue
-        stop = start + piece.values.size
+            return
+        start, stop = self.n, self.n + piece.values.size
         if piece.lut is not None:
             codes = piece.values.view(_unsigned(piece.values.dtype))
             for k in range(0, codes.size, CHUNK_ELEMENTS):
                 part = codes[k : k + CHUNK_ELEMENTS]
-                np.take(piece.lut, part, out=value[start + k : start + k + part.size])
+                np.take(piece.lut, part, out=self.value[start + k : start + k + part.size])
         else:
-            value[start:stop] = piece.values
-        band[start:stop] = i
+            self.value[start:stop] = piece.values
+        self.band[start:stop] = i
         r0, r1, c0, c1 = plan.window
         g = plan.grid
         xs = ((g.x0 + (np.arange(c0, c1, dtype=np.float64) + 0.5) * g.dx) - cx).astype(COORD_DTYPE)
         ys = ((g.y0 + (np.arange(r0, r1, dtype=np.float64) + 0.5) * g.dy) - cy).astype(COORD_DTYPE)
         rows, cols = piece.shape
         mask = np.unpackbits(piece.packed_mask, count=rows * cols).view(bool).reshape(rows, cols)
-        x[start:stop] = np.broadcast_to(xs, (rows, cols))[mask]  # no full-size copy of the table
-        y[start:stop] = np.repeat(ys, piece.row_counts)
-        start = stop
-    return value, band, x, y
+        self.x[start:stop] = np.broadcast_to(xs, (rows, cols))[mask]  # no full-size table copy
+        self.y[start:stop] = np.repeat(ys, piece.row_counts)
+        self.n = stop
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        n = self.n
+        return self.value[:n], self.band[:n], self.x[:n], self.y[:n]

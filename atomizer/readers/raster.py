@@ -27,7 +27,7 @@ from atomizer.readers.base import (
     ProgressCallback,
     ReaderWarning,
 )
-from atomizer.readers.pixels import assemble, rasterio_message, read_pieces
+from atomizer.readers.pixels import rasterio_message, read_atoms
 from atomizer.readers.plan import BandPlan, BandSource, _Grid
 from atomizer.sensors.spec import check_gsd_m, check_offset, check_scale
 
@@ -193,7 +193,7 @@ def plan_sources(
 
     A file without georeferencing gets one pixel size for all its bands: the finest spec GSD among
     the bands read from it (bands stacked in one file share one grid). With ``open_files`` the
-    datasets opened are left open there (href -> dataset) for :func:`read_pieces` to reuse; the
+    datasets opened are left open there (href -> dataset) for :func:`~atomizer.readers.pixels.read_atoms` to reuse; the
     caller closes them.
     """
     fallback_gsd: dict[str, float] = {}
@@ -311,8 +311,7 @@ def read_sources(
         check("read_pixels", (r1 - r0) * (c1 - c0),
               subject=f"asset {p.source.asset!r} band {p.source.band.name} "
               f"({c1 - c0:,} x {r1 - r0:,} pixels; read a part with --window or --bbox)")
-    pieces, readings = read_pieces(plans, progress)
-    value, band, x, y = assemble(plans, pieces, cx, cy)
+    (value, band, x, y), readings = read_atoms(plans, progress, cx, cy)
     atoms = AtomSet(
         value=value,
         band=band,
