@@ -29,10 +29,10 @@ def test_scheduler_address_build_equals_the_in_process_build(tmp_path):
 
 
 def test_an_unreachable_scheduler_is_one_error(tmp_path, monkeypatch):
-    from atomizer.datasets import build
+    from atomizer import cluster
     from atomizer.errors import DatasetError
 
-    monkeypatch.setattr(build, "SCHEDULER_TIMEOUT_S", 1)
+    monkeypatch.setattr(cluster, "SCHEDULER_TIMEOUT_S", 1)
     spec = load_dataset_spec(tile_spec(tmp_path, shared_data_path(*S2_FOLDER), per_class=1))
     with pytest.raises(DatasetError, match="cannot reach the Dask scheduler"):
         build_dataset(spec, tmp_path / "out", scheduler="tcp://127.0.0.1:9")

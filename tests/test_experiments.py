@@ -207,3 +207,40 @@ def test_report_table_statistics_by_hand(tmp_path):
     (tmp_path / "a-file").write_text("")
     with pytest.raises(OutputError, match="cannot create folder .*a-file/report"):
         write_report(results, tmp_path / "a-file" / "report")  # not a raw NotADirectoryError
+
+
+def test_runs_side_by_side_on_dask_give_the_same_results(tmp_path):
+    # each (model, seed) run is seeded by its own seed alone: training the runs on two Dask
+    # worker processes gives the table (and the weights) of training them one after the other
+    needs_package("tensorly")
+    needs_package("distributed")
+    overrides = ("epochs=1", "optimizer.warmup_epochs=0", "seeds=[0, 1]",
+                 "data.options.stride_px=9")
+    config = EXPERIMENTS / "indian-pines-cross-sensor.yaml"
+    here = run(tmp_path / "here", config, *overrides, extra=("--workers", "0"))
+    assert here.exit_code == 0, here.output
+    assert "local workers" not in here.stderr
+    dask = run(tmp_path / "dask", config, *overrides, extra=("--workers", "2"))
+    assert dask.exit_code == 0, dask.output
+    assert "16 runs (models x seeds) on 2 local workers" in dask.stderr
+    tables = [json.loads((tmp_path / w / "out" / "results.json").read_text()) for w in ("here", "dask")]
+    assert tables[0]["per_seed"] == tables[1]["per_seed"]
+    from safetensors.numpy import load_file
+
+    for ckpt in (tmp_path / "here" / "out").rglob("ckpt-*.safetensors"):
+        twin = tmp_path / "dask" / "out" / ckpt.relative_to(tmp_path / "here" / "out")
+        a, b = load_file(ckpt), load_file(twin)
+        assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), ckpt
+
+
+def test_an_unreachable_scheduler_stops_the_run_before_training(tmp_path, monkeypatch):
+    from atomizer import cluster
+
+    needs_package("distributed")
+    monkeypatch.setattr(cluster, "SCHEDULER_TIMEOUT_S", 1)
+    result = run(tmp_path, EXPERIMENTS / "indian-pines-cross-sensor.yaml", "epochs=1",
+                 "optimizer.warmup_epochs=0", "data.options.stride_px=9",
+                 extra=("--scheduler", "tcp://127.0.0.1:9"))
+    assert result.exit_code == 1
+    assert "cannot reach the Dask scheduler tcp://127.0.0.1:9" in result.output
+    assert not list(tmp_path.rglob("ckpt-*"))

@@ -590,3 +590,30 @@ def test_embed_reads_every_chip_of_a_dataset_folder(trained, tmp_path):
     assert (table["item_id"] == "good").all() and (table["n_atoms"] > 0).all()
     lon, lat = centre_lonlat(offset_m=(100.0, -100.0))
     assert table.geometry.iloc[0].buffer(1e-6).contains(gpd.points_from_xy([lon], [lat])[0])
+    # predict over the same folder: one row per chip, the model's own probabilities for each chip
+    refused = invoke(make_host(tmp_path), ["predict", trained["run"], folder, "-o", tmp_path / "m.tif"])
+    assert refused.exit_code == 1 and "m.parquet" in errors(refused)[0]
+    assert not (tmp_path / "m.tif").exists()
+    preds = tmp_path / "preds.parquet"
+    result = invoke(make_host(tmp_path), ["predict", trained["run"], folder, "-o", preds, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    table = gpd.read_parquet(preds)
+    names = summary["classes"]
+    probs = table[[f"p_{n}" for n in names]].to_numpy()
+    assert len(table) == summary["chips"] == 3 and sorted(table["label"]) == ["a", "a", "b"]
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert list(table["predicted"]) == [names[i] for i in probs.argmax(axis=1)]
+    assert np.allclose(table["confidence"], probs.max(axis=1))
+    from atomizer.atoms import collate_atoms
+    from atomizer.datasets import open_dataset
+    from atomizer.evaluation.metrics import probabilities
+    from atomizer.inference.loading import load_inference_model
+
+    model = load_inference_model(trained["run"], host=make_host(tmp_path), device="cpu",
+                                 need_head=True)
+    dataset = open_dataset(folder)
+    for i in range(len(dataset)):
+        with torch.no_grad():
+            direct = probabilities(model.model(collate_atoms([dataset.source(i)])), model.task)
+        assert np.allclose(direct[0].numpy(), probs[i], atol=1e-5)

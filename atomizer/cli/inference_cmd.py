@@ -105,13 +105,21 @@ def _start(obj, model_path: str, output: str, sources: list, scene: dict, *, nee
 def predict_command(obj, model_path, source, output, gsd, argmax, **scene) -> None:
     """Predict a class map of a whole scene SOURCE (STAC item, or GeoTIFF / JP2 with --sensor).
 
+    SOURCE may also be a dataset folder (`atomizer dataset build`): then every chip is classified
+    and OUTPUT is a GeoParquet table (.parquet) with one row per chip: footprint, ids, label, split,
+    predicted class, confidence and one p_CLASS probability column per class.
+
     Windows of --chip-m metres every --stride-m metres (default: half a window) are classified and
     blended where they overlap; the map is a Cloud-Optimized GeoTIFF on the scene's grid with one
     probability band per class (or --argmax: class + confidence), -1 where there were no atoms.
     """
     from atomizer.inference.predict import predict_scene
+    from atomizer.inference.tables import is_dataset_folder
     from atomizer.training.evaluate import progress_bar
 
+    if is_dataset_folder(source):
+        _predict_dataset(obj, model_path, source, output, scene)
+        return
     out, model, common = _start(obj, model_path, output, [source], scene, need_head=True)
     with progress_bar(_progress()) as bar:
         job = bar.add_task("predict", total=None)
@@ -133,6 +141,32 @@ def predict_command(obj, model_path, source, output, gsd, argmax, **scene) -> No
         f"({report.crs}), {len(report.bands)} band(s), {report.n_windows} windows "
         f"({report.n_empty_windows} without atoms), {report.area_km2:.1f} km² in "
         f"{report.seconds:.1f} s"
+    )
+
+
+def _predict_dataset(obj, model_path: str, source: str, output: str, scene: dict) -> None:
+    """``predict MODEL DATASET_DIR -o TABLE.parquet``: one row per chip of the folder."""
+    from atomizer.errors import OutputError
+    from atomizer.inference.predict import predict_dataset
+    from atomizer.training.evaluate import progress_bar
+
+    if Path(output).suffix.lower() != ".parquet":
+        raise OutputError(
+            f"{source} is a dataset folder: predict writes one row per chip, not a map; "
+            f"name a GeoParquet table, e.g. -o {Path(output).stem}.parquet"
+        )
+    out, model, common = _start(obj, model_path, output, [source], scene, need_head=True)
+    with progress_bar(_progress()) as bar:
+        job = bar.add_task("predict", total=None)
+        summary = predict_dataset(model, source, out, batch_size=common["batch_size"],
+                                  device=common["device"], progress=lambda n: bar.advance(job, n))
+    if scene["as_json"]:
+        echo_json(summary)
+        return
+    accuracy = summary["accuracy"]
+    click.echo(
+        f"wrote {out}: {summary['chips']} chips x {len(summary['classes'])} classes"
+        + (f" (accuracy on the folder's labels: {100 * accuracy:.1f}%)" if accuracy is not None else "")
     )
 
 

@@ -238,6 +238,11 @@ def evaluate_command(
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the results JSON instead of the table."
 )
+@click.option("--workers", default=None, type=click.IntRange(min=0),
+              help="Train runs (model x seed) side by side on a local Dask cluster of N processes "
+              "(0: one after the other here; default: the config's workers). Same results.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Train the runs on a running dask.distributed cluster (tcp://HOST:PORT).")
 @click.option(
     "--sweep",
     metavar="NAME",
@@ -245,7 +250,7 @@ def evaluate_command(
     "writes OUTPUT/sweep-NAME/results.{md,json,png}.",
 )
 @click.pass_obj
-def run_command(obj, config, overrides, output, device, as_json, sweep) -> None:
+def run_command(obj, config, overrides, output, device, as_json, workers, scheduler, sweep) -> None:
     """Train every model with every seed, test every unseen modality, write the comparison table.
 
     Writes results.md, results.json and results.png into the output folder; finished runs are
@@ -260,10 +265,12 @@ def run_command(obj, config, overrides, output, device, as_json, sweep) -> None:
     if device is not None:
         cfg = cfg.model_copy(update={"device": device})
     log = (lambda m: click.echo(m, err=True)) if not as_json else None
+    if workers is not None:
+        cfg = cfg.model_copy(update={"workers": workers})
     if sweep is not None:
-        _run_sweep(obj, cfg, sweep, as_json, log)
+        _run_sweep(obj, cfg, sweep, as_json, log, scheduler)
         return
-    results = run_experiment(cfg, host=obj.host, progress=_progress(), log=log)
+    results = run_experiment(cfg, host=obj.host, progress=_progress(), log=log, scheduler=scheduler)
     paths = write_report(results, cfg.output_dir)
     if as_json:
         click.echo(json_lib.dumps(to_json(results), indent=2, allow_nan=True))
@@ -275,13 +282,14 @@ def run_command(obj, config, overrides, output, device, as_json, sweep) -> None:
     click.echo(f"wrote {paths['markdown']}, {paths['json']}, {paths['plot']}")
 
 
-def _run_sweep(obj, cfg, name, as_json, log) -> None:
+def _run_sweep(obj, cfg, name, as_json, log, scheduler) -> None:
     import json as json_lib
 
     from atomizer.training import sweep as sweeps
 
     sweeps.sweep_of(cfg, name)  # an unknown sweep fails before any training
-    results = sweeps.run_sweep(cfg, name, host=obj.host, progress=_progress(), log=log)
+    results = sweeps.run_sweep(cfg, name, host=obj.host, progress=_progress(), log=log,
+                               scheduler=scheduler)
     paths = sweeps.write_sweep_report(results, name)
     if as_json:
         click.echo(json_lib.dumps(sweeps.to_json(results, name), indent=2, allow_nan=True))

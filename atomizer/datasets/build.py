@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from atomizer.cluster import TaskRunner
 from atomizer.datasets.chips import describe_failure, read_item_chips
 from atomizer.datasets.manifest import write_outputs
 from atomizer.datasets.plan import BuildPlan, ShardTask, plan_build, shard_dir
@@ -26,8 +27,6 @@ from atomizer.datasets.stats import atom_stats
 from atomizer.errors import AtomizerError, AtomsFormatError, DatasetError
 from atomizer.io import ensure_dir
 
-#: Seconds to wait for a Dask scheduler given by its address.
-SCHEDULER_TIMEOUT_S = 20
 #: ``progress(done, total)``: called as shard tasks finish.
 BuildProgress = Callable[[int, int], None]
 
@@ -92,56 +91,6 @@ def _reusable(task: ShardTask, folder: Path) -> dict[str, Any] | None:
     return header if header.get("task") == task.key else None
 
 
-class _Runner:
-    """Submits tasks to Dask (or runs them here) and yields results as they complete."""
-
-    def __init__(self, workers: int, scheduler: str | None) -> None:
-        self.workers, self.scheduler = workers, scheduler
-        self.client: Any = None
-        self.cluster: Any = None
-
-    def __enter__(self) -> _Runner:
-        if self.scheduler is None and self.workers == 0:
-            return self
-        from distributed import Client, LocalCluster
-
-        try:
-            if self.scheduler is not None:
-                self.client = Client(self.scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
-            else:
-                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                            processes=True, dashboard_address=":0")
-                self.client = Client(self.cluster)
-        except (OSError, TimeoutError) as exc:
-            raise DatasetError(
-                f"cannot reach the Dask scheduler {self.scheduler or '(local)'} ({exc}); check "
-                "the address (tcp://HOST:PORT) and that the scheduler is running"
-            ) from None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-
-    def run(self, tasks: list[ShardTask], out: str) -> Any:
-        if self.client is None:
-            for task in tasks:
-                yield task, run_task(task, out)
-            return
-        from distributed import as_completed
-
-        futures = {self.client.submit(run_task, t, out, key=f"shard-{t.key}", pure=False): t
-                   for t in tasks}
-        try:
-            for fut in as_completed(futures):
-                yield futures[fut], fut.result()
-        finally:
-            for fut in futures:
-                fut.cancel()
-
-
 def build_dataset(spec: DatasetSpec, out: str | Path, *, workers: int = 1,
                   scheduler: str | None = None, max_failures: float = 0.5,
                   progress: BuildProgress | None = None, host: Any = None) -> BuildResult:
@@ -179,8 +128,8 @@ def _execute(plan: BuildPlan, todo: list[ShardTask], folder: Path, headers: dict
         progress(done, total)
     if not todo:
         return failures
-    with _Runner(workers, scheduler) as runner:
-        for task, result in runner.run(todo, str(folder)):
+    with TaskRunner(workers, scheduler, error=DatasetError) as runner:
+        for task, result in runner.run(run_task, todo, str(folder), key=lambda t: f"shard-{t.key}"):
             done += 1
             if "error" in result:
                 failures.append({k: result[k] for k in ("item_id", "error")} | {"shard": task.name})

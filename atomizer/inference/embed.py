@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from atomizer.errors import AtomizerError, OutputError
+from atomizer.errors import AtomizerError
 from atomizer.inference.loading import InferenceModel
 from atomizer.inference.windows import (
     bounded_gdal_cache,
@@ -29,6 +29,13 @@ from atomizer.inference.windows import (
     iter_window_rows,
     scene_geometry,
     window_grid,
+)
+from atomizer.inference.tables import (
+    dataset_chip_records,
+    is_dataset_folder,
+    lonlat_footprint,
+    require_table_packages,
+    write_chip_table,
 )
 
 #: The embedding column of the table.
@@ -62,8 +69,6 @@ def embed_scene(
 ) -> list[dict[str, Any]]:
     """One record per chip of ``source`` with atoms (chips without atoms are left out)."""
     from pyproj import Transformer
-    from shapely.geometry import box
-    from shapely.ops import transform as shp_transform
 
     geo = scene_geometry(source, sensor=sensor, host=host, reader=reader)
     if output is not None:
@@ -82,7 +87,6 @@ def embed_scene(
         for w, chip, f in zip(windows, chips, feats):
             if f is None:
                 continue
-            poly = box(*w.bounds).segmentize(w.size_px * geo.gsd_m / 8)
             records.append(
                 {
                     "chip_id": f"{item}:r{w.row_off}:c{w.col_off}",
@@ -97,17 +101,12 @@ def embed_scene(
                     "ymax": w.bounds[3],
                     "n_atoms": len(chip),
                     EMBEDDING_COLUMN: f,
-                    "geometry": shp_transform(to_lonlat, poly),
+                    "geometry": lonlat_footprint(w.bounds, to_lonlat),
                 }
             )
         if progress is not None:
             progress(len(windows))
     return records
-
-
-def is_dataset_folder(source: str | Path) -> bool:
-    """Whether ``source`` is a dataset folder built by ``atomizer dataset build``."""
-    return Path(source).is_dir() and (Path(source) / "manifest.json").is_file()
 
 
 def embed_dataset(
@@ -119,79 +118,20 @@ def embed_dataset(
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One record per chip of a dataset folder (its chips as built: native grids, no modality)."""
-    from pyproj import Transformer
-    from shapely.geometry import box
-    from shapely.ops import transform as shp_transform
 
-    from atomizer.datasets import open_dataset
+    def columns(chips: list[Any]) -> list[dict[str, Any] | None]:
+        feats = _encode(model, chips, batch_size, device)
+        return [None if f is None else {EMBEDDING_COLUMN: f} for f in feats]
 
-    dataset = open_dataset(folder)
-    to_lonlat: dict[str, Any] = {}
-    records = []
-    for start in range(0, len(dataset), batch_size):
-        index = list(range(start, min(start + batch_size, len(dataset))))
-        chips = [dataset.source(i) for i in index]
-        for i, chip, f in zip(index, chips, _encode(model, chips, batch_size, device)):
-            if f is None:
-                continue
-            scene, row = chip.scene, dataset.row(i)
-            cx, cy = scene.extra["reference_centre_m"]
-            half = float(scene.extra["chip_m"]) / 2.0
-            if scene.crs not in to_lonlat:
-                to_lonlat[scene.crs] = Transformer.from_crs(
-                    scene.crs, "EPSG:4326", always_xy=True
-                ).transform
-            poly = box(cx - half, cy - half, cx + half, cy + half).segmentize(half / 4)
-            records.append(
-                {
-                    "chip_id": f"{Path(folder).name}:{i}",
-                    "item_id": scene.source_id,
-                    "sensor": scene.sensor_id,
-                    "datetime": scene.datetime.isoformat() if scene.datetime else None,
-                    "source": str(folder),
-                    "crs": scene.crs,
-                    "xmin": cx - half,
-                    "ymin": cy - half,
-                    "xmax": cx + half,
-                    "ymax": cy + half,
-                    "n_atoms": len(chip),
-                    "label": str(row.get("label")),
-                    "split": row.get("split"),
-                    EMBEDDING_COLUMN: f,
-                    "geometry": shp_transform(to_lonlat[scene.crs], poly),
-                }
-            )
-        if progress is not None:
-            progress(len(index))
-    return records
+    return dataset_chip_records(folder, columns, batch_size=batch_size, progress=progress)
 
 
 def write_embeddings(
     records: list[dict[str, Any]], output: str | Path, *, model: InferenceModel
 ) -> Path:
     """``records`` as GeoParquet at ``output`` (EPSG:4326 geometry), written atomically."""
-    import geopandas as gpd
-    import pandas as pd
-    import pyarrow as pa
-
-    from atomizer.io import atomic_path
-
-    if not records:
-        raise AtomizerError("no chip holds any atom (all no-data?); nothing to write")
-    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "geometry"} for r in records])
-    frame["datetime"] = pd.to_datetime(frame["datetime"], utc=True)
-    frame[EMBEDDING_COLUMN] = pd.Series(
-        pa.array([r[EMBEDDING_COLUMN] for r in records], type=pa.list_(pa.float32())).to_pylist()
-    )
-    table = gpd.GeoDataFrame(frame, geometry=[r["geometry"] for r in records], crs="EPSG:4326")
-    table.attrs["atomizer_model"] = model.source
-    output = Path(output)
-    with atomic_path(output) as tmp:
-        try:
-            table.to_parquet(tmp, schema_version="1.0.0", index=False)
-        except (OSError, ValueError) as exc:
-            raise OutputError(f"cannot write {output}: {exc}; choose another path") from None
-    return output
+    return write_chip_table(records, output, model_source=model.source,
+                            list_columns=(EMBEDDING_COLUMN,))
 
 
 def nearest_chips(table: Any, chip_id: str, *, k: int = 10) -> Any:
@@ -230,14 +170,7 @@ def embed_sources(
     """Embed every chip of every source into one GeoParquet at ``output``; returns a summary."""
     if not hasattr(model.model, "encode"):
         raise AtomizerError(f"{model.source}: the model has no encode(); it cannot embed chips")
-    import importlib.util
-
-    missing = [m for m in ("geopandas", "pyarrow") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise AtomizerError(
-            f"embed writes GeoParquet, which needs {' and '.join(missing)}; install them with "
-            "pip install 'atomizer[inference]'"
-        )
+    require_table_packages("embed")
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
     for src in sources:

@@ -303,3 +303,63 @@ def _layers(probs: np.ndarray, valid: np.ndarray, argmax: bool) -> np.ndarray:
         data = probs.astype(np.float32)
     data[:, ~valid] = NODATA
     return data
+
+
+#: Prefix of the per-class probability columns of a chip table.
+PROB_PREFIX = "p_"
+
+
+def predict_dataset(
+    model: InferenceModel,
+    folder: str | Path,
+    output: str | Path,
+    *,
+    batch_size: int = 16,
+    device: Any = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Classify every chip of a dataset folder (``atomizer dataset build``) into a GeoParquet
+    table at ``output``: one row per chip with atoms (footprint, ids, label, split, as ``embed``
+    writes them) plus ``predicted`` (the class; for a multi-label model every class of
+    probability >= 0.5, joined by ``;``), ``confidence`` and one ``p_CLASS`` column per class."""
+    from atomizer.inference.tables import (
+        dataset_chip_records,
+        require_table_packages,
+        write_chip_table,
+    )
+
+    if not model.has_head:
+        raise ModalityError(f"{model.source}: the model has no classification head; use embed")
+    require_table_packages("predict over a dataset folder")
+    started = time.perf_counter()
+    names = list(model.class_names)
+    multilabel = model.task == "multilabel"
+
+    def columns(chips: list[Any]) -> list[dict[str, Any] | None]:
+        out: list[dict[str, Any] | None] = []
+        for p in _predict(model, chips, batch_size, device):
+            if p is None:
+                out.append(None)
+                continue
+            best = int(np.argmax(p))
+            chosen = [n for n, v in zip(names, p) if v >= 0.5] if multilabel else [names[best]]
+            out.append({
+                "predicted": ";".join(chosen),
+                "confidence": float(p[best]),
+                **{f"{PROB_PREFIX}{n}": float(v) for n, v in zip(names, p)},
+            })
+        return out
+
+    records = dataset_chip_records(folder, columns, batch_size=batch_size, progress=progress)
+    write_chip_table(records, output, model_source=model.source)
+    labelled = [r for r in records if r["label"] not in ("None", "")]
+    hits = sum(r["label"] in r["predicted"].split(";") if multilabel else r["label"] == r["predicted"]
+               for r in labelled)
+    return {
+        "output": str(output),
+        "source": str(folder),
+        "chips": len(records),
+        "classes": names,
+        "accuracy": hits / len(labelled) if labelled and not multilabel else None,
+        "seconds": round(time.perf_counter() - started, 3),
+    }

@@ -156,6 +156,14 @@ class ExperimentConfig(StrictModel):
         description="torch CPU threads while this experiment runs (default: torch's choice). One "
         "thread avoids OpenMP spin-wait slow-downs of small models on a busy machine.",
     )
+    workers: int = Field(
+        default=0,
+        ge=0,
+        description="Runs (model x seed) trained side by side on a local Dask cluster of this many "
+        "worker processes (0: one after the other in this process); `atomizer run --workers N` or "
+        "`--scheduler ADDRESS` (a running dask.distributed cluster) override it. The results do not "
+        "depend on it.",
+    )
     precision: Precision = Field(
         default="auto",
         description="fp32: float32 everywhere (the reference path; bit-exact resume); bf16: bf16 "
@@ -293,6 +301,7 @@ class ExperimentConfig(StrictModel):
             "keep_checkpoints",
             "checkpoint_every_steps",
             "sweeps",
+            "workers",
         }
         data = self.model_dump(mode="json", exclude=ignored)
         data["data"].pop("num_workers", None)

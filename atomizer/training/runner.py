@@ -14,6 +14,7 @@ zero-filled), on a raster as large as the largest training modality; an any-sens
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -320,58 +321,129 @@ class RunResults:
     notes: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SeedRun:
+    """One task of an experiment: train ``row`` with ``seed`` (or reuse it), test every modality."""
+
+    row: str
+    seed: int
+
+
+@dataclass
+class SeedResult:
+    scores: dict[str, dict[str, float]]  # test modality -> metric -> value
+    notes: dict[str, str]  # test modality -> why it is n/a
+    seconds: float
+
+
+#: Per worker process: the dataset builder of the experiment it last ran (datasets built once).
+_WORKER_BUILDER: dict[str, DatasetBuilder] = {}
+
+
+def _builder_for(config: ExperimentConfig, host: Any) -> DatasetBuilder:
+    key = json.dumps([config.data.model_dump(mode="json"), config.task.model_dump(mode="json")],
+                     sort_keys=True)
+    if key not in _WORKER_BUILDER:
+        _WORKER_BUILDER.clear()
+        _WORKER_BUILDER[key] = DatasetBuilder(config.data, config.task, host=host)
+    return _WORKER_BUILDER[key]
+
+
+def train_and_test(
+    run: SeedRun,
+    config: ExperimentConfig,
+    host: Any,
+    *,
+    builder: DatasetBuilder | None = None,
+    plan: ModelPlan | None = None,
+    progress: bool = False,
+) -> SeedResult:
+    """One experiment task, here or on a Dask worker (everything it needs is in its arguments;
+    on a worker the datasets are built once per process)."""
+    started = time.perf_counter()
+    entry = config.model(run.row)
+    builder = builder or _builder_for(config, host)
+    device = resolve_device(config.device)
+    trained = train_one(
+        config, entry, run.seed, host=host, resume="auto", builder=builder,
+        plan=plan or plan_entry(entry, config, host), progress=progress,
+    )
+    model = trained.model.to(device).eval()
+    scores: dict[str, dict[str, float]] = {}
+    notes: dict[str, str] = {}
+    for m in config.test_modalities:
+        dataset = builder.build(config.data.test_split, m)
+        try:
+            check_readable(model, modality_bands(dataset), model_name=entry.name, modality=m.label)
+        except ModalityError as exc:  # reported as n/a: the model sees only zeros
+            notes[m.label] = str(exc)
+            scores[m.label] = {k: float("nan") for k in config.metrics}
+            continue
+        with cpu_threads(config.threads):
+            scores[m.label] = evaluate_on(
+                model, config, m, host=host, model_name=entry.name, builder=builder,
+                device=device, progress=progress,
+            )
+    return SeedResult(scores, notes, time.perf_counter() - started)
+
+
 def run_experiment(
     config: ExperimentConfig,
     *,
     host: Any,
     progress: bool = False,
     log: Any = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> RunResults:
-    """Train every model with every seed (resuming / reusing finished runs), test every modality."""
+    """Train every model with every seed (resuming / reusing finished runs), test every modality.
+
+    Each (model, seed) is one task of :class:`~atomizer.cluster.TaskRunner`: in this process, one
+    after the other (``workers`` 0), side by side on a local Dask cluster of ``workers``
+    processes, or on the running cluster at ``scheduler``. Every task is seeded by its own seed
+    alone, so the results do not depend on where or in which order tasks ran. ``workers``
+    defaults to the config's ``workers``.
+    """
+    from atomizer.cluster import TaskRunner
+
     say = log or (lambda message: None)
+    workers = config.workers if workers is None else workers
     plans = {entry.row: plan_entry(entry, config, host) for entry in config.models}
     builder = DatasetBuilder(config.data, config.task, host=host)
-    device = resolve_device(config.device)
-    results = RunResults(config)
     for m in config.test_modalities:  # data errors surface before hours of training
         split_dataset(builder, config.data.test_split, m)
     for m in [*config.train_modalities, *config.val_modalities]:
         split = config.data.val_split if m in config.val_modalities else config.data.train_split
         split_dataset(builder, split, m)
+    runs = [SeedRun(entry.row, seed) for entry in config.models for seed in config.seeds]
+    done: dict[SeedRun, SeedResult] = {}
+    with TaskRunner(workers, scheduler, error=ConfigError) as runner:
+        if not runner.local:
+            say(f"{len(runs)} runs (models x seeds) on {scheduler or f'{workers} local workers'}")
+        for run, result in _tasks(runner, runs, config, host, builder, plans, progress, say):
+            done[run] = result
+            say(f"[{len(done)}/{len(runs)}] {run.row} (seed {run.seed}): {result.seconds:.1f} s")
+    results = RunResults(config)
     for entry in config.models:
-        started = time.perf_counter()
-        per_mod: dict[str, dict[int, dict[str, float]]] = {
-            m.label: {} for m in config.test_modalities
+        mine = [(seed, done[SeedRun(entry.row, seed)]) for seed in config.seeds]
+        results.scores[entry.row] = {
+            m.label: {seed: r.scores[m.label] for seed, r in mine} for m in config.test_modalities
         }
-        for seed in config.seeds:
-            say(f"training {entry.row} (seed {seed})")
-            trained = train_one(
-                config, entry, seed, host=host, resume="auto", builder=builder,
-                plan=plans[entry.row], progress=progress,
-            )
-            model = trained.model.to(device).eval()
-            for m in config.test_modalities:
-                dataset = builder.build(config.data.test_split, m)
-                try:
-                    check_readable(
-                        model, modality_bands(dataset), model_name=entry.name, modality=m.label
-                    )
-                except ModalityError as exc:  # reported as n/a: the model sees only zeros
-                    results.notes.setdefault(entry.row, {})[m.label] = str(exc)
-                    per_mod[m.label][seed] = {k: float("nan") for k in config.metrics}
-                    continue
-                with cpu_threads(config.threads):
-                    per_mod[m.label][seed] = evaluate_on(
-                        model,
-                        config,
-                        m,
-                        host=host,
-                        model_name=entry.name,
-                        builder=builder,
-                        device=device,
-                        progress=progress,
-                    )
-        results.scores[entry.row] = per_mod
-        results.seconds[entry.row] = round(time.perf_counter() - started, 2)
-        say(f"{entry.row}: {results.seconds[entry.row]:.1f} s")
+        for _, r in mine:
+            if r.notes:
+                results.notes.setdefault(entry.row, {}).update(r.notes)
+        results.seconds[entry.row] = round(sum(r.seconds for _, r in mine), 2)
     return results
+
+
+def _tasks(runner: Any, runs: list[SeedRun], config: ExperimentConfig, host: Any,
+           builder: DatasetBuilder, plans: Mapping[str, ModelPlan], progress: bool,
+           say: Any) -> Iterable[tuple[SeedRun, SeedResult]]:
+    if runner.local:  # this process: one builder for every run, each model planned once
+        for run in runs:
+            say(f"training {run.row} (seed {run.seed})")
+            yield run, train_and_test(run, config, host, builder=builder, plan=plans[run.row],
+                                      progress=progress)
+        return
+    yield from runner.run(train_and_test, runs, config, host,
+                          key=lambda r: f"train-{r.row}-seed-{r.seed}")

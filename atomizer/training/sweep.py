@@ -55,7 +55,8 @@ def sweep_of(config: Any, name: str) -> SweepConfig:
 
 
 def run_sweep(
-    config: Any, name: str, *, host: Any, progress: bool = False, log: Any = None
+    config: Any, name: str, *, host: Any, progress: bool = False, log: Any = None,
+    scheduler: str | None = None,
 ) -> RunResults:
     """Every model x seed of ``config`` (finished runs reused) tested at every point of the sweep.
 
@@ -64,7 +65,7 @@ def run_sweep(
     """
     sweep = sweep_of(config, name)
     swept = config.model_copy(update={"test_modalities": sweep.modalities()})
-    return run_experiment(swept, host=host, progress=progress, log=log)
+    return run_experiment(swept, host=host, progress=progress, log=log, scheduler=scheduler)
 
 
 def sweep_dir(config: Any, name: str, output_dir: str | Path | None = None) -> Path:
