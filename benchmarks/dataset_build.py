@@ -11,8 +11,9 @@ item for them, and ``--chips`` point labels drawn from its scene classification 
 
 1. **floor**: bare rasterio window reads of the same chip windows (each band file opened once per
    shard of ``--shard-chips`` chips, as the build does), no atoms made;
-2. **build, in process** (``workers=0``) and **build on Dask** with 1 and 2 worker processes (clusters
-   started before timing, given by scheduler address; each build into a fresh folder);
+2. **build, in process** (``workers=0``) and **build on Dask** with 1 and 2 worker processes (each
+   cluster, scheduler included, runs in a process of its own, started and warmed before timing and
+   given by its scheduler address, as ``--scheduler`` is used; each build into a fresh folder);
 3. **remote**: the same build with the COGs served by a local HTTP server with Range support;
    bytes served vs the bytes of the COG blocks the chip windows touch;
 4. **loader**: samples/s reading every chip of a dataset built from the 14 BigEarthNet patches
@@ -26,6 +27,7 @@ remote bytes <= 2 x the touched blocks; shard loader >= 5 x the folder loader; l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -36,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 # benchmarks/ is on sys.path when a script runs as python benchmarks/NAME.py
@@ -268,6 +271,30 @@ def memory(spec_path: Path, tmp: Path) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def running_cluster(workers: int) -> Iterator[str]:
+    """A LocalCluster of ``workers`` single-threaded processes, scheduler included, in a process of
+    its own (as a cluster started with ``dask scheduler`` / ``dask worker`` would be): its event
+    loops never share this process's interpreter with the builds timed here. Yields its address."""
+    code = ("import time; from distributed import LocalCluster; "
+            f"c = LocalCluster(n_workers={workers}, threads_per_worker=1, dashboard_address=':0'); "
+            "print(c.scheduler_address, flush=True); time.sleep(10**6)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.DEVNULL)
+    try:
+        address = proc.stdout.readline().strip()
+        if not address.startswith("tcp://"):
+            raise RuntimeError(f"the Dask cluster did not start (got {address!r})")
+        from distributed import Client
+
+        with Client(address) as client:  # workers import the build's modules before any timing
+            client.run(lambda: __import__("atomizer.datasets.build"))
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=shared_data())
@@ -281,23 +308,20 @@ def main() -> None:
     if args.child_memory:
         child_memory(args.child_memory)
         return
-    from distributed import LocalCluster
-
     results: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         make_cogs(args.data, tmp / "cogs")
         spec = make_inputs(args.data, tmp, args.chips, args.shard_chips)
         times: dict[str, list[float]] = {k: [] for k in ("floor", "in_process", "dask_1", "dask_2")}
-        with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as one, \
-                LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as two:
+        with running_cluster(1) as one, running_cluster(2) as two:
             build(spec, tmp / "warm", workers=0)  # warm the page cache
             for r in range(args.repeats):
                 times["floor"].append(floor(spec))
                 sec, n_chips = build(spec, tmp / f"b0-{r}", workers=0)
                 times["in_process"].append(sec)
-                times["dask_1"].append(build(spec, tmp / f"b1-{r}", scheduler=one.scheduler_address)[0])
-                times["dask_2"].append(build(spec, tmp / f"b2-{r}", scheduler=two.scheduler_address)[0])
+                times["dask_1"].append(build(spec, tmp / f"b1-{r}", scheduler=one)[0])
+                times["dask_2"].append(build(spec, tmp / f"b2-{r}", scheduler=two)[0])
         med = {k: statistics.median(v) for k, v in times.items()}
         results["build"] = {
             "chips": n_chips, "shards": -(-n_chips // args.shard_chips), "seconds": times, "median_s": med,
