@@ -340,8 +340,11 @@ def test_a_write_killed_by_a_signal_leaves_no_temporary(signame, tmp_path):
 
     target = tmp_path / "out.atoms"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # a shell that starts jobs in the background makes them ignore SIGINT, and children inherit
+    # that: give the writer the default disposition, as a terminal would
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout.readline().strip() == b"writing"
         proc.send_signal(getattr(signal, signame))
