@@ -38,8 +38,8 @@ class Piece:
 
     values: np.ndarray
     lut: np.ndarray | None  # float32 value of every possible DN (indexed by the unsigned view)
-    packed_mask: np.ndarray  # np.packbits of the (rows, cols) validity mask
-    row_counts: np.ndarray  # valid pixels per row
+    packed_mask: np.ndarray | None  # np.packbits of the (rows, cols) validity mask; None: all valid
+    row_counts: np.ndarray | None  # valid pixels per row (None: all valid)
     shape: tuple[int, int]
 
 
@@ -56,13 +56,13 @@ def rasterio_message(exc: BaseException) -> str:
 
 def valid_mask(plane: np.ndarray, nodata: Sequence[float]) -> tuple[np.ndarray, int, int]:
     """Mask of pixels that become atoms, the number dropped as no-data and as non-finite."""
-    valid = np.ones(plane.shape, dtype=bool)
     n_nonfinite = 0
     if plane.dtype.kind in "fc":
-        np.isfinite(plane, out=valid)
+        valid = np.isfinite(plane)
         n_nonfinite = int(valid.size - np.count_nonzero(valid))
         before = valid.size - n_nonfinite
     else:
+        valid = np.ones(plane.shape, dtype=bool)
         before = valid.size
     for nd in nodata:
         if not math.isfinite(nd):
@@ -329,6 +329,8 @@ def _reduce(
     reading.n_atoms = int(values.size)
     reading.n_nodata = n_nodata
     reading.n_nonfinite = n_nonfinite
+    if values.size == valid.size:  # every pixel an atom (most chips): no mask to keep
+        return Piece(values, lut, None, None, valid.shape)
     return Piece(
         values, lut, np.packbits(valid, axis=None), np.count_nonzero(valid, axis=1), valid.shape
     )
@@ -367,9 +369,14 @@ class _Output:
         xs = ((g.x0 + (np.arange(c0, c1, dtype=np.float64) + 0.5) * g.dx) - cx).astype(COORD_DTYPE)
         ys = ((g.y0 + (np.arange(r0, r1, dtype=np.float64) + 0.5) * g.dy) - cy).astype(COORD_DTYPE)
         rows, cols = piece.shape
-        mask = np.unpackbits(piece.packed_mask, count=rows * cols).view(bool).reshape(rows, cols)
-        self.x[start:stop] = np.broadcast_to(xs, (rows, cols))[mask]  # no full-size table copy
-        self.y[start:stop] = np.repeat(ys, piece.row_counts)
+        if piece.packed_mask is None:  # every pixel: rows of the column table, in row order
+            self.x[start:stop].reshape(rows, cols)[:] = xs
+            self.y[start:stop].reshape(rows, cols)[:] = ys[:, None]
+        else:
+            packed, counts = piece.packed_mask, piece.row_counts
+            mask = np.unpackbits(packed, count=rows * cols).view(bool).reshape(rows, cols)
+            self.x[start:stop] = np.broadcast_to(xs, (rows, cols))[mask]  # no full-size copy
+            self.y[start:stop] = np.repeat(ys, counts)
         self.n = stop
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
