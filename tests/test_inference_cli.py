@@ -171,6 +171,7 @@ def test_predict_a_stac_item_to_a_georeferenced_cog(trained, scene, tmp_path):
     summary = json.loads(result.stdout)
     data, profile, names, structure, overviews = read_map(out)
     assert structure.get("LAYOUT") == "COG"  # (no overviews below one 256 px tile)
+    assert (structure.get("COMPRESSION"), structure.get("PREDICTOR")) == ("DEFLATE", "3")
     assert profile["crs"] == scene["crs"] and profile["transform"] == scene["transform"]
     assert data.shape == (16, 64, 64) and names[0] == "Alfalfa" and len(set(names)) == 16
     valid = data[0] != -1
