@@ -85,6 +85,8 @@ class TaskRunner:
         try:
             for fut in as_completed(futures):
                 yield futures[fut], fut.result()
-        finally:
-            for fut in futures:
-                fut.cancel()
+        finally:  # tasks not run yet (a failure or an interrupt stopped the loop): one call;
+            # cancelling each future, done ones included, cost a scheduler round trip each
+            pending = [fut for fut in futures if not fut.done()]
+            if pending:
+                self.client.cancel(pending)
