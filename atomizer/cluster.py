@@ -30,7 +30,11 @@ class TaskRunner:
     """
 
     def __init__(
-        self, workers: int, scheduler: str | None = None, *, error: type[AtomizerError] = AtomizerError
+        self,
+        workers: int,
+        scheduler: str | None = None,
+        *,
+        error: type[AtomizerError] = AtomizerError,
     ) -> None:
         self.workers, self.scheduler, self.error = workers, scheduler, error
         self.client: Any = None

@@ -595,6 +595,10 @@ def test_embed_reads_every_chip_of_a_dataset_folder(trained, tmp_path):
     refused = invoke(make_host(tmp_path), ["predict", trained["run"], folder, "-o", tmp_path / "m.tif"])
     assert refused.exit_code == 1 and "m.parquet" in errors(refused)[0]
     assert not (tmp_path / "m.tif").exists()
+    ignored = invoke(make_host(tmp_path), ["predict", trained["run"], folder, "-o",
+                                           tmp_path / "m.parquet", "--argmax", "--gsd", "20"])
+    assert ignored.exit_code == 1 and "--gsd, --argmax apply to scenes only" in errors(ignored)[0]
+    assert not (tmp_path / "m.parquet").exists()
     preds = tmp_path / "preds.parquet"
     result = invoke(make_host(tmp_path), ["predict", trained["run"], folder, "-o", preds, "--json"])
     assert result.exit_code == 0, result.output

@@ -118,7 +118,11 @@ def predict_command(obj, model_path, source, output, gsd, argmax, **scene) -> No
     from atomizer.training.evaluate import progress_bar
 
     if is_dataset_folder(source):
-        _predict_dataset(obj, model_path, source, output, scene)
+        given = {"--gsd": gsd, "--argmax": argmax or None, "--sensor": scene["sensor"],
+                 "--mask": scene["mask_names"], "--stride-m": scene["stride_m"],
+                 "--reader": scene["reader"]}
+        _predict_dataset(obj, model_path, source, output, scene,
+                         [name for name, value in given.items() if value is not None])
         return
     out, model, common = _start(obj, model_path, output, [source], scene, need_head=True)
     with progress_bar(_progress()) as bar:
@@ -144,12 +148,20 @@ def predict_command(obj, model_path, source, output, gsd, argmax, **scene) -> No
     )
 
 
-def _predict_dataset(obj, model_path: str, source: str, output: str, scene: dict) -> None:
-    """``predict MODEL DATASET_DIR -o TABLE.parquet``: one row per chip of the folder."""
-    from atomizer.errors import OutputError
+def _predict_dataset(
+    obj, model_path: str, source: str, output: str, scene: dict, scene_only: list[str]
+) -> None:
+    """``predict MODEL DATASET_DIR -o TABLE.parquet``: one row per chip of the folder.
+    ``scene_only``: the options given that apply to scenes only (refused: they would be ignored)."""
+    from atomizer.errors import ConfigError, OutputError
     from atomizer.inference.predict import predict_dataset
     from atomizer.training.evaluate import progress_bar
 
+    if scene_only:
+        raise ConfigError(
+            f"{source} is a dataset folder, whose chips are already cut and masked: "
+            f"{', '.join(scene_only)} apply to scenes only; leave them out"
+        )
     if Path(output).suffix.lower() != ".parquet":
         raise OutputError(
             f"{source} is a dataset folder: predict writes one row per chip, not a map; "
@@ -164,10 +176,8 @@ def _predict_dataset(obj, model_path: str, source: str, output: str, scene: dict
         echo_json(summary)
         return
     accuracy = summary["accuracy"]
-    click.echo(
-        f"wrote {out}: {summary['chips']} chips x {len(summary['classes'])} classes"
-        + (f" (accuracy on the folder's labels: {100 * accuracy:.1f}%)" if accuracy is not None else "")
-    )
+    scored = "" if accuracy is None else f" (accuracy on its labels: {100 * accuracy:.1f}%)"
+    click.echo(f"wrote {out}: {summary['chips']} chips x {len(summary['classes'])} classes{scored}")
 
 
 @click.command("embed")

@@ -356,8 +356,7 @@ def predict_dataset(
     records = dataset_chip_records(folder, columns, batch_size=batch_size, progress=progress)
     write_chip_table(records, output, model_source=model.source)
     labelled = [r for r in records if r["label"] not in ("None", "")]
-    hits = sum(r["label"] in r["predicted"].split(";") if multilabel else r["label"] == r["predicted"]
-               for r in labelled)
+    hits = sum(r["label"] == r["predicted"] for r in labelled)
     return {
         "output": str(output),
         "source": str(folder),

@@ -14,7 +14,7 @@ from typing import Any
 
 from atomizer.errors import AtomizerError, OutputError
 
-#: ``columns(chips)``: the model's columns for each chip of a batch (``None``: a chip without atoms).
+#: ``columns(chips)``: the model's columns for each chip of a batch (``None``: a chip with no atom).
 ChipColumns = Callable[[list[Any]], Sequence[dict[str, Any] | None]]
 
 

@@ -33,12 +33,11 @@ _HANDLER_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_char
 
 
 class Watcher:
-    """Counts GDAL failures on every thread since it was installed; keeps the last message."""
+    """Counts GDAL failures on every thread since it was installed."""
 
     def __init__(self, library: ctypes.CDLL) -> None:
         self._lock = threading.Lock()
         self._count = 0
-        self.last_message = ""
         self._library = library
         self._handler = _HANDLER_TYPE(self._on_error)  # kept alive as long as the watcher
         library.CPLSetErrorHandler.restype = ctypes.c_void_p
@@ -51,7 +50,6 @@ class Watcher:
         if err_class >= CE_FAILURE:
             with self._lock:
                 self._count += 1
-                self.last_message = text
         log.debug("GDAL (class %d, number %d): %s", err_class, err_no, text)
 
     def count(self) -> int:

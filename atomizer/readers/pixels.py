@@ -172,7 +172,9 @@ def read_atoms(
     return out.arrays(), readings
 
 
-def _report(progress: ProgressCallback | None, sizes: list[int], i: int, plans: Sequence[BandPlan]) -> None:
+def _report(
+    progress: ProgressCallback | None, sizes: list[int], i: int, plans: Sequence[BandPlan]
+) -> None:
     if progress is not None:
         progress(sum(sizes[:i]), sum(sizes), plans[i].source.band.name)
 
@@ -240,7 +242,9 @@ def _close(files: dict[str, Any]) -> None:
         ds.close()
 
 
-def _read_band(plan: BandPlan, reading: BandReading, open_files: dict[str, Any] | None) -> Piece | None:
+def _read_band(
+    plan: BandPlan, reading: BandReading, open_files: dict[str, Any] | None
+) -> Piece | None:
     """One band's window as a :class:`Piece`, inside the caller's :func:`_decode_env`; the file
     is opened into ``open_files`` (when given, else opened and closed here). A decode failure on
     GDAL's worker threads is verified on one thread, whose error names the file."""

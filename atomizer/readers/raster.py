@@ -193,7 +193,7 @@ def plan_sources(
 
     A file without georeferencing gets one pixel size for all its bands: the finest spec GSD among
     the bands read from it (bands stacked in one file share one grid). With ``open_files`` the
-    datasets opened are left open there (href -> dataset) for :func:`~atomizer.readers.pixels.read_atoms` to reuse; the
+    datasets opened are left open there (href -> dataset) for :func:`.read_atoms` to reuse; the
     caller closes them.
     """
     fallback_gsd: dict[str, float] = {}
