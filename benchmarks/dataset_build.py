@@ -13,7 +13,9 @@ item for them, and ``--chips`` point labels drawn from its scene classification 
    shard of ``--shard-chips`` chips, as the build does), no atoms made;
 2. **build, in process** (``workers=0``) and **build on Dask** with 1 and 2 worker processes (each
    cluster, scheduler included, runs in a process of its own, started and warmed before timing and
-   given by its scheduler address, as ``--scheduler`` is used; each build into a fresh folder);
+   given by its scheduler address, as ``--scheduler`` is used; each build into a fresh folder):
+   the cluster ``--workers N`` starts (``atomizer.cluster.local_cluster``), and a 1-worker
+   cluster with Dask's default settings, as a user's own cluster may have;
 3. **remote**: the same build with the COGs served by a local HTTP server with Range support;
    bytes served vs the bytes of the COG blocks the chip windows touch;
 4. **loader**: samples/s reading every chip of a dataset built from the 14 BigEarthNet patches
@@ -272,15 +274,18 @@ def memory(spec_path: Path, tmp: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def running_cluster(workers: int) -> Iterator[str]:
+def running_cluster(workers: int, project: bool = True) -> Iterator[str]:
     """A LocalCluster of ``workers`` single-threaded processes, scheduler included, in a process of
     its own (as a cluster started with ``dask scheduler`` / ``dask worker`` would be): its event
-    loops never share this process's interpreter with the builds timed here. Yields its address."""
-    code = ("import time; from distributed import LocalCluster; "
-            f"c = LocalCluster(n_workers={workers}, threads_per_worker=1, dashboard_address=':0'); "
-            "print(c.scheduler_address, flush=True); time.sleep(10**6)")
+    loops never share this process's interpreter with the builds timed here. ``project``: the
+    cluster ``--workers N`` starts (:func:`atomizer.cluster.local_cluster`, with its settings);
+    else Dask's defaults, as a user's own cluster may have. Yields its address."""
+    start = (f"from atomizer.cluster import local_cluster; c = local_cluster({workers})" if project else
+             f"from distributed import LocalCluster; c = LocalCluster(n_workers={workers}, "
+             "threads_per_worker=1, dashboard_address=':0')")
+    code = f"import time; {start}; print(c.scheduler_address, flush=True); time.sleep(10**6)"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
     try:
         address = proc.stdout.readline().strip()
         if not address.startswith("tcp://"):
@@ -313,8 +318,10 @@ def main() -> None:
         tmp = Path(name)
         make_cogs(args.data, tmp / "cogs")
         spec = make_inputs(args.data, tmp, args.chips, args.shard_chips)
-        times: dict[str, list[float]] = {k: [] for k in ("floor", "in_process", "dask_1", "dask_2")}
-        with running_cluster(1) as one, running_cluster(2) as two:
+        kinds = ("floor", "in_process", "dask_1", "dask_2", "dask_1_dask_defaults")
+        times: dict[str, list[float]] = {k: [] for k in kinds}
+        with running_cluster(1) as one, running_cluster(2) as two, \
+                running_cluster(1, project=False) as plain:
             build(spec, tmp / "warm", workers=0)  # warm the page cache
             for r in range(args.repeats):
                 times["floor"].append(floor(spec))
@@ -322,12 +329,14 @@ def main() -> None:
                 times["in_process"].append(sec)
                 times["dask_1"].append(build(spec, tmp / f"b1-{r}", scheduler=one)[0])
                 times["dask_2"].append(build(spec, tmp / f"b2-{r}", scheduler=two)[0])
+                times["dask_1_dask_defaults"].append(build(spec, tmp / f"bp-{r}", scheduler=plain)[0])
         med = {k: statistics.median(v) for k, v in times.items()}
         results["build"] = {
             "chips": n_chips, "shards": -(-n_chips // args.shard_chips), "seconds": times, "median_s": med,
             "chips_per_s": {k: n_chips / v for k, v in med.items()},
             "ratio_in_process_to_floor": med["in_process"] / med["floor"],
             "ratio_dask_1_to_floor": med["dask_1"] / med["floor"],
+            "ratio_dask_1_dask_defaults_to_floor": med["dask_1_dask_defaults"] / med["floor"],
             "speedup_dask_2_over_dask_1": med["dask_1"] / med["dask_2"],
         }
         results["remote"] = remote_bytes(tmp, args.data, 60)

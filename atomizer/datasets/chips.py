@@ -15,7 +15,7 @@ from typing import Any
 
 from atomizer.atoms.atomset import AtomSet, SceneMeta
 from atomizer.errors import AtomizerError, ReaderError
-from atomizer.readers.pixels import read_atoms
+from atomizer.readers.pixels import read_atoms, single_thread_decoding
 from atomizer.readers.raster import BandPlan, _index_range, plan_sources
 from atomizer.sensors.spec import SensorSpec
 
@@ -67,6 +67,7 @@ def read_item_chips(req: ChipRequest) -> ItemChips:
     when, sources, hrefs = _sources(req)
     open_files: dict[str, Any] = {}  # each file opened once for all the item's chips
     with contextlib.ExitStack() as stack:
+        stack.enter_context(single_thread_decoding())  # once for all the item's small windows
         stack.callback(lambda: [ds.close() for ds in open_files.values()])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # reader warnings (non-square pixels...): see tokenize
@@ -106,7 +107,7 @@ def _chips(req: ChipRequest, item_id: str, when: Any, hrefs: dict[str, str], pla
         if not _set_windows(plans, (cx - half, cy - half, cx + half, cy + half)):
             out.skipped.append(_skip(item_id, lb, "the chip lies outside the item's rasters"))
             continue
-        (value, band, x, y), _ = read_atoms(plans, None, cx, cy, open_files)
+        (value, band, x, y), _ = read_atoms(plans, None, cx, cy, open_files, report=False)
         atoms = AtomSet(
             value=value, band=band, x=x, y=y, bands=bands,
             scene=SceneMeta(sensor_id=req.sensor.id, datetime=when, lon=lb["lon"], lat=lb["lat"],

@@ -42,12 +42,16 @@ def save_shard(path: str | Path, chips: Sequence[AtomSet], rows: Sequence[dict[s
     from safetensors.numpy import save_file
 
     tables: list[list[dict[str, Any]]] = []
+    table_of: dict[int, int] = {}  # id of a chip's bands tuple -> its table (chips of one item share it)
     chip_meta = []
     for atoms, row in zip(chips, rows):
-        table = [b.model_dump(mode="json", exclude_none=True) for b in atoms.bands]
-        if table not in tables:
-            tables.append(table)
-        chip_meta.append({"scene": atoms.scene.to_json(), "table": tables.index(table), "row": row})
+        index = table_of.get(id(atoms.bands))
+        if index is None:
+            table = [b.model_dump(mode="json", exclude_none=True) for b in atoms.bands]
+            if table not in tables:
+                tables.append(table)
+            index = table_of[id(atoms.bands)] = tables.index(table)
+        chip_meta.append({"scene": atoms.scene.to_json(), "table": index, "row": row})
     sizes = [len(a) for a in chips]
     offsets = np.zeros(len(chips) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum(sizes)

@@ -21,6 +21,10 @@ import numpy as np
 #: Percentiles reported per band.
 PERCENTILES = (2.0, 98.0)
 CODES = 1 << 16
+#: Float32 exponents (the keys of the exact sums).
+EXPONENTS = 1 << 8
+#: Largest (bands x keys) table counted densely (np.bincount) rather than by sorting (np.unique).
+DENSE_KEYS = 1 << 22
 
 
 #: float32 value = mantissa * 2 ** (exponent - EXP_BIAS) (mantissa with its implicit bit).
@@ -98,13 +102,13 @@ def atom_stats(value: np.ndarray, band: np.ndarray, names: list[str]) -> dict[st
     b = band.astype(np.int64)
     counts = np.bincount(b, minlength=len(names))
     bits = np.ascontiguousarray(value, dtype=np.float32).view(np.uint32).astype(np.int64)
-    hists = _grouped(b, bits >> 16, None)
+    (hists,) = _grouped(b, bits >> 16, CODES, [])
     exp = (bits >> 23) & 0xFF
     mant = (bits & 0x7FFFFF) | np.where(exp > 0, 0x800000, 0)
     exp = np.maximum(exp, 1)  # subnormals: exponent 1 without the implicit bit
     sq = mant * mant  # < 2**48: exact in int64, summed as two 24-bit halves
-    sums = _grouped(b, exp, np.where(bits >> 31, -mant, mant))
-    hi, lo = _grouped(b, exp, sq >> _LO_BITS), _grouped(b, exp, sq & ((1 << _LO_BITS) - 1))
+    sums, hi, lo = _grouped(b, exp, EXPONENTS, [np.where(bits >> 31, -mant, mant), sq >> _LO_BITS,
+                                                sq & ((1 << _LO_BITS) - 1)])
     for i, name in enumerate(names):
         if counts[i]:
             squares = {e: (hi[i].get(e, 0) << _LO_BITS) + lo[i].get(e, 0) for e in set(hi[i]) | set(lo[i])}
@@ -112,20 +116,32 @@ def atom_stats(value: np.ndarray, band: np.ndarray, names: list[str]) -> dict[st
     return out
 
 
-def _grouped(band: np.ndarray, key: np.ndarray, weights: np.ndarray | None) -> dict[int, dict[int, int]]:
-    """band -> key -> count of atoms (``weights`` None) or exact integer sum of ``weights``.
+def _grouped(band: np.ndarray, key: np.ndarray, n_keys: int,
+             weights: list[np.ndarray]) -> list[dict[int, dict[int, int]]]:
+    """band -> key -> count of atoms (``weights`` empty), or for each of ``weights`` band -> key ->
+    its exact integer sum over the atoms (keys present, even where a sum is 0). Keys lie in
+    ``[0, n_keys)``.
 
     Weights are below 2**24 in magnitude, so float64 sums of fewer than 2**29 of them are exact.
     """
-    combined = band * CODES + key
-    uniq, inverse = np.unique(combined, return_inverse=True)
-    if weights is None:
-        totals = np.bincount(inverse)
+    combined = band * n_keys + key
+    size = (int(band.max()) + 1) * n_keys
+    if size <= DENSE_KEYS:  # few bands: count into a dense table
+        counts = np.bincount(combined, minlength=size)
+        uniq = np.flatnonzero(counts)
+        tables = [np.bincount(combined, weights=w.astype(np.float64), minlength=size)[uniq]
+                  for w in weights] or [counts[uniq]]
     else:
-        totals = np.bincount(inverse, weights=weights.astype(np.float64))
-    out: dict[int, dict[int, int]] = {}
-    for k, n in zip(uniq.tolist(), totals.tolist()):
-        out.setdefault(k // CODES, {})[k % CODES] = int(n)
+        uniq, inverse = np.unique(combined, return_inverse=True)
+        tables = [np.bincount(inverse, weights=w.astype(np.float64)) for w in weights] or \
+            [np.bincount(inverse)]
+    keys = [divmod(k, n_keys) for k in uniq.tolist()]
+    out = []
+    for totals in tables:
+        grouped: dict[int, dict[int, int]] = {}
+        for (bi, ki), n in zip(keys, totals.tolist()):
+            grouped.setdefault(bi, {})[ki] = int(n)
+        out.append(grouped)
     return out
 
 

@@ -26,8 +26,6 @@ from atomizer.readers.base import BandReading, ProgressCallback
 from atomizer.readers.gdal_errors import watcher
 from atomizer.readers.plan import BandPlan
 
-#: Integer raster types whose every possible value fits a lookup table (DN -> physical value).
-LUT_DTYPES = ("uint8", "int8", "uint16", "int16")
 #: Elements converted at a time (bounds the float64 and index temporaries).
 CHUNK_ELEMENTS = 1 << 20
 
@@ -56,26 +54,47 @@ def rasterio_message(exc: BaseException) -> str:
 
 def valid_mask(plane: np.ndarray, nodata: Sequence[float]) -> tuple[np.ndarray, int, int]:
     """Mask of pixels that become atoms, the number dropped as no-data and as non-finite."""
+    valid, n_nodata, n_nonfinite = _valid(plane, nodata)
+    return (np.ones(plane.shape, dtype=bool) if valid is None else valid), n_nodata, n_nonfinite
+
+
+def _valid(plane: np.ndarray, nodata: Sequence[float]) -> tuple[np.ndarray | None, int, int]:
+    """:func:`valid_mask`, with None for "every pixel" (no mask made)."""
     n_nonfinite = 0
-    if plane.dtype.kind in "fc":
+    valid = None
+    kind = plane.dtype.kind
+    if kind in "fc":
         valid = np.isfinite(plane)
         n_nonfinite = int(valid.size - np.count_nonzero(valid))
-        before = valid.size - n_nonfinite
-    else:
-        valid = np.ones(plane.shape, dtype=bool)
-        before = valid.size
     for nd in nodata:
         if not math.isfinite(nd):
             continue  # NaN / inf no-data is already dropped as non-finite
-        if plane.dtype.kind in "ui":
-            info = np.iinfo(plane.dtype)
-            if nd != int(nd) or not info.min <= nd <= info.max:
+        if kind in "ui":
+            lo, hi = _int_range(plane.dtype)
+            if nd != int(nd) or not lo <= nd <= hi:
                 continue  # cannot occur in this data type
             nd_value = plane.dtype.type(int(nd))
         else:
             nd_value = plane.dtype.type(nd)
-        valid &= plane != nd_value
-    return valid, before - int(np.count_nonzero(valid)), n_nonfinite
+        if valid is None:
+            valid = plane != nd_value
+        else:
+            valid &= plane != nd_value
+    if valid is None:
+        return None, 0, 0
+    n_dropped = valid.size - int(np.count_nonzero(valid))
+    return valid, n_dropped - n_nonfinite, n_nonfinite
+
+
+_INT_RANGES: dict[np.dtype, tuple[int, int]] = {}
+
+
+def _int_range(dtype: np.dtype) -> tuple[int, int]:
+    got = _INT_RANGES.get(dtype)
+    if got is None:
+        info = np.iinfo(dtype)
+        got = _INT_RANGES[dtype] = (int(info.min), int(info.max))
+    return got
 
 
 def _unsigned(dtype: np.dtype) -> np.dtype:
@@ -91,6 +110,8 @@ def lookup_table(dtype: np.dtype, scale: float, offset: float) -> np.ndarray:
 
 def physical(raw: np.ndarray, scale: float, offset: float) -> np.ndarray:
     """float32 ``raw * scale + offset`` computed in float64, in chunks."""
+    if raw.size <= CHUNK_ELEMENTS:
+        return (raw.astype(np.float64) * scale + offset).astype(VALUE_DTYPE)
     out = np.empty(raw.shape, dtype=VALUE_DTYPE)
     for start in range(0, raw.size, CHUNK_ELEMENTS):
         part = raw[start : start + CHUNK_ELEMENTS].astype(np.float64)
@@ -127,6 +148,8 @@ def read_atoms(
     cx: float,
     cy: float,
     open_files: dict[str, Any] | None = None,
+    *,
+    report: bool = True,
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], list[BandReading]]:
     """Read every band (in its window) into the atom arrays ``value, band, x, y``.
 
@@ -136,22 +159,24 @@ def read_atoms(
     :func:`_decode_workers`). The calling thread copies each band into the output as soon as it and
     the bands before it are read, so at most a few bands' compact pieces are held at once; the
     output arrays are views of buffers sized for every pixel of every window, whose pages past
-    the valid atoms are never touched (never resident). ``open_files`` (href -> open rasterio
-    dataset): datasets to reuse and to leave open, for a caller that reads many windows of one
-    scene (the caller closes them); those reads stay on the calling thread.
+    the valid atoms are never touched (never resident).
+
+    ``open_files`` (href -> open rasterio dataset): datasets to reuse and to leave open, for a
+    caller that reads many small windows of one scene (the caller closes them). Those reads stay
+    on the calling thread, inside the caller's :func:`single_thread_decoding` (entered once for
+    all its windows). ``report=False``: no :class:`BandReading` is made (an empty list comes back).
     """
-    readings = [_reading(p) for p in plans]
+    readings = [_reading(p) for p in plans] if report else None
     sizes = [(p.window[1] - p.window[0]) * (p.window[3] - p.window[2]) for p in plans]
     total = sum(sizes)
     out = _Output(total)
-    groups = _file_groups(plans)
     if open_files is not None:  # reads stay on the calling thread
-        with _decode_env():
-            for group in groups:
-                for i in group:
-                    _report(progress, sizes, i, plans)
-                    out.add(plans[i], i, _read_band(plans[i], readings[i], open_files), cx, cy)
+        for i, plan in enumerate(plans):
+            _report(progress, sizes, i, plans)
+            reading = None if readings is None else readings[i]
+            out.add(plan, i, _read_band(plan, reading, open_files, verify=False), cx, cy)
     else:
+        groups = _file_groups(plans)
         slots: list[Future[Piece | None]] = [Future() for _ in plans]
         workers = _decode_workers(len(groups))
         with ThreadPoolExecutor(workers, thread_name_prefix="atomizer-read") as pool:
@@ -169,7 +194,16 @@ def read_atoms(
                     slot.cancel()
     if progress is not None:
         progress(total, total, "")
-    return out.arrays(), readings
+    return out.arrays(), readings or []
+
+
+def single_thread_decoding() -> Any:
+    """The rasterio environment for many small windows read on the calling thread: GDAL decodes
+    on this thread only (a window of a few blocks gains nothing from GDAL's pool, and a build
+    runs one such reader per core), where a failed decode raises, naming the file."""
+    import rasterio
+
+    return rasterio.Env(GDAL_NUM_THREADS=1)
 
 
 def _report(
@@ -202,7 +236,7 @@ def _reading(plan: BandPlan) -> BandReading:
 def _read_file(
     plans: Sequence[BandPlan],
     indices: Sequence[int],
-    readings: list[BandReading],
+    readings: list[BandReading] | None,
     slots: list[Future[Piece | None]],
 ) -> None:
     """Read the bands ``indices`` (all of one file) into ``slots``, one file opened and closed
@@ -218,7 +252,7 @@ def _read_file(
 def _read_group(
     plans: Sequence[BandPlan],
     indices: Sequence[int],
-    readings: list[BandReading],
+    readings: list[BandReading] | None,
     slots: list[Future[Piece | None]],
     files: dict[str, Any],
 ) -> None:
@@ -227,7 +261,7 @@ def _read_group(
         if slots[i].cancelled():
             return
         try:
-            piece = _read_band(plans[i], readings[i], files)
+            piece = _read_band(plans[i], None if readings is None else readings[i], files)
         except BaseException as exc:
             for j in indices[n:]:
                 if slots[j].set_running_or_notify_cancel():
@@ -243,11 +277,16 @@ def _close(files: dict[str, Any]) -> None:
 
 
 def _read_band(
-    plan: BandPlan, reading: BandReading, open_files: dict[str, Any] | None
+    plan: BandPlan,
+    reading: BandReading | None,
+    open_files: dict[str, Any] | None,
+    *,
+    verify: bool = True,
 ) -> Piece | None:
-    """One band's window as a :class:`Piece`, inside the caller's :func:`_decode_env`; the file
-    is opened into ``open_files`` (when given, else opened and closed here). A decode failure on
-    GDAL's worker threads is verified on one thread, whose error names the file."""
+    """One band's window as a :class:`Piece`, inside the caller's rasterio environment; the file
+    is opened into ``open_files`` (when given, else opened and closed here). With ``verify`` a
+    decode failure on GDAL's worker threads is verified on one thread, whose error names the
+    file (``verify=False``: the caller decodes on one thread, where failures raise anyway)."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
@@ -255,7 +294,7 @@ def _read_band(
     if not (r1 > r0 and c1 > c0):
         return None
     href = plan.source.href
-    seen = watcher()
+    seen = watcher() if verify else None
     ds = None if open_files is None else open_files.get(href)
     owned = ds is None and open_files is None
     try:
@@ -311,30 +350,42 @@ def _read_window(ds: Any, plan: BandPlan) -> tuple[np.ndarray, np.ndarray | None
 
 
 def _reduce(
-    plane: np.ndarray, mask: np.ndarray | None, plan: BandPlan, reading: BandReading
+    plane: np.ndarray, mask: np.ndarray | None, plan: BandPlan, reading: BandReading | None
 ) -> Piece:
-    valid, n_nodata, n_nonfinite = valid_mask(plane, plan.nodata)
+    """One band's plane reduced to its valid values; ``reading`` (when given) gets the counts
+    and the value range."""
+    valid, n_nodata, n_nonfinite = _valid(plane, plan.nodata)
     if mask is not None:
-        before = int(np.count_nonzero(valid))
-        valid &= mask != 0
-        n_nodata += before - int(np.count_nonzero(valid))
+        ok = mask != 0
+        if valid is None:
+            valid = ok
+            n_nodata += valid.size - int(np.count_nonzero(valid))
+        else:
+            before = int(np.count_nonzero(valid))
+            valid &= ok
+            n_nodata += before - int(np.count_nonzero(valid))
+    if valid is not None and n_nodata + n_nonfinite == 0:
+        valid = None  # every pixel an atom (most chips): no mask to keep
+    picked = plane.reshape(-1) if valid is None else plane[valid]
     lut = None
-    # a lookup table pays off only when the plane has more pixels than the table has entries
-    if plane.dtype.name in LUT_DTYPES and plane.size >= 1 << (8 * plane.dtype.itemsize):
-        lut = lookup_table(plane.dtype, plan.scale, plan.offset)
-        values = plane[valid]
-        if values.size:
+    dtype = plane.dtype
+    # <= 16-bit integers: a DN -> value lookup table; it pays off only when the plane has more pixels than the table has entries
+    if dtype.kind in "ui" and dtype.itemsize <= 2 and plane.size >= 1 << (8 * dtype.itemsize):
+        lut = lookup_table(dtype, plan.scale, plan.offset)
+        values = picked
+        if reading is not None and values.size:
             ends = lut[values.view(_unsigned(values.dtype))[[values.argmin(), values.argmax()]]]
             reading.min, reading.max = float(ends.min()), float(ends.max())
     else:
-        values = physical(plane[valid], plan.scale, plan.offset)
-        if values.size:
+        values = physical(picked, plan.scale, plan.offset)
+        if reading is not None and values.size:
             reading.min, reading.max = float(values.min()), float(values.max())
-    reading.n_atoms = int(values.size)
-    reading.n_nodata = n_nodata
-    reading.n_nonfinite = n_nonfinite
-    if values.size == valid.size:  # every pixel an atom (most chips): no mask to keep
-        return Piece(values, lut, None, None, valid.shape)
+    if reading is not None:
+        reading.n_atoms = int(values.size)
+        reading.n_nodata = n_nodata
+        reading.n_nonfinite = n_nonfinite
+    if valid is None:
+        return Piece(values, lut, None, None, plane.shape)
     return Piece(
         values, lut, np.packbits(valid, axis=None), np.count_nonzero(valid, axis=1), valid.shape
     )
@@ -370,8 +421,8 @@ class _Output:
         self.band[start:stop] = i
         r0, r1, c0, c1 = plan.window
         g = plan.grid
-        xs = ((g.x0 + (np.arange(c0, c1, dtype=np.float64) + 0.5) * g.dx) - cx).astype(COORD_DTYPE)
-        ys = ((g.y0 + (np.arange(r0, r1, dtype=np.float64) + 0.5) * g.dy) - cy).astype(COORD_DTYPE)
+        xs = (g.col_centres[c0:c1] - cx).astype(COORD_DTYPE)  # the window lies inside the grid
+        ys = (g.row_centres[r0:r1] - cy).astype(COORD_DTYPE)
         rows, cols = piece.shape
         if piece.packed_mask is None:  # every pixel: rows of the column table, in row order
             self.x[start:stop].reshape(rows, cols)[:] = xs

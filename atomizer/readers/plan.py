@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
+
+import numpy as np
 
 from atomizer.sensors.spec import Band
 
@@ -54,6 +57,16 @@ class _Grid:
     @property
     def pixel_m(self) -> float:
         return math.sqrt(abs(self.dx * self.dy))
+
+    @cached_property
+    def col_centres(self) -> np.ndarray:
+        """float64 x of every column's centre (computed once: chips read many windows)."""
+        return self.x0 + (np.arange(self.width, dtype=np.float64) + 0.5) * self.dx
+
+    @cached_property
+    def row_centres(self) -> np.ndarray:
+        """float64 y of every row's centre."""
+        return self.y0 + (np.arange(self.height, dtype=np.float64) + 0.5) * self.dy
 
 
 @dataclass

@@ -1,0 +1,74 @@
+"""atomizer.cluster: the local clusters it starts, and the allocator settings of a task."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from atomizer import cluster
+
+# A process with glibc's thresholds fixed (as Dask's nanny starts workers): 256 KiB buffers made
+# and freed over and over, with and without task_malloc; page faults counted for each.
+_FAULTS = textwrap.dedent("""
+    import json, resource
+    import numpy as np
+    from atomizer.cluster import task_malloc
+
+    def faults(ctx):
+        with ctx:
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            for _ in range(300):
+                np.ones(32768)  # 256 KiB, written: every page touched
+            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    import contextlib
+    print(json.dumps({"plain": faults(contextlib.nullcontext()), "task": faults(task_malloc()),
+                      "after": faults(contextlib.nullcontext())}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or cluster._glibc() is None,
+                    reason="glibc's mallopt is what task_malloc sets")
+def test_a_task_reuses_its_buffers_where_the_process_fixed_the_trim_threshold():
+    env = dict(os.environ, MALLOC_TRIM_THRESHOLD_="65536")
+    out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True,
+                         check=True)
+    got = json.loads(out.stdout)
+    # fixed thresholds: each buffer is a fresh mmap, its 64 pages faulted in every time
+    assert got["plain"] > 300 * 32
+    assert got["task"] < got["plain"] / 10
+    # afterwards the process is as Dask set it again
+    assert got["after"] > 300 * 32
+
+
+def test_a_process_with_glibcs_own_thresholds_is_left_alone(monkeypatch):
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+
+    def no_libc():
+        raise AssertionError("the allocator must not be touched")
+
+    monkeypatch.setattr(cluster, "_glibc", no_libc)
+    with cluster.task_malloc():
+        pass
+
+
+@pytest.mark.slow
+def test_local_cluster_workers_run_without_the_profiler_and_with_a_slow_tick():
+    from distributed import Client
+
+    def settings():
+        import dask
+
+        return (dask.config.get("distributed.worker.profile.enabled"),
+                dask.config.get("distributed.admin.tick.interval"),
+                os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+
+    with cluster.local_cluster(1) as lc, Client(lc) as client:
+        (got,) = client.run(settings).values()
+    assert got[0] is False and got[1] == "1s"
+    assert got[2] is not None  # Dask's memory release stays; task_malloc works within it
