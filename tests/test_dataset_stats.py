@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -68,3 +69,10 @@ def test_a_sum_that_cancels_keeps_its_key():
     got = S.atom_stats(value, np.zeros(2, dtype=np.int16), ["b0"])["b0"]
     assert got.sums == {127: 0} and got.exact_sum == 0
     assert got.summary()["mean"] == 0.0 and got.summary()["std"] == pytest.approx(1.5)
+
+
+def test_percentiles_are_bin_centres_and_zero_stays_zero():
+    value = np.array([0.0] * 10 + [1.0] * 80 + [-0.0] * 10, dtype=np.float32)
+    got = S.atom_stats(value, np.zeros(value.size, dtype=np.int16), ["b0"])["b0"].summary()
+    assert got["p2"] == 0.0 and math.copysign(1, got["p2"]) == 1
+    assert got["p98"] == pytest.approx(1.0, rel=2**-8)

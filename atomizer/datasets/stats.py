@@ -5,7 +5,8 @@ mantissa times a power of two: mantissas and squared mantissas are summed as int
 and a histogram over the top 16 bits of each float32 value (sign, exponent and 7 mantissa bits: the
 bfloat16 code). Everything adds as integers, so merging is exact whatever the order of the parts and
 however many workers made them; mean and std are computed from the exact sums. Percentiles read from
-the merged histogram are the centre of the bin holding that rank, within 2^-8 (0.4 %), relative.
+the merged histogram are the centre of the bin holding that rank, within 2^-8 (0.4 %), relative
+(0 where that bin holds zero).
 """
 
 from __future__ import annotations
@@ -90,8 +91,11 @@ class BandStats:
 
 
 def _code_value(code: int, centre: bool = False) -> float:
-    bits = (code << 16) | (0x8000 if centre else 0)
-    return float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
+    """The value of a bfloat16 code's bin: its lower edge, or with ``centre`` its centre. The
+    bins of zero and of subnormals (exponent bits 0) give their edge: 0 stays 0, not 5e-41."""
+    normal = (code >> 7) & 0xFF != 0
+    bits = (code << 16) | (0x8000 if centre and normal else 0)
+    return float(np.array([bits], dtype=np.uint32).view(np.float32)[0]) + 0.0  # -0 -> 0
 
 
 def atom_stats(value: np.ndarray, band: np.ndarray, names: list[str]) -> dict[str, BandStats]:
