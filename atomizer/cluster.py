@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -77,20 +78,41 @@ def task_malloc() -> Iterator[None]:
     buffers in again: 300,000 page faults in a 24-shard build.) A process whose thresholds are
     glibc's own (dynamic) is left alone, and so is any other C library.
     """
-    fixed = os.environ.get("MALLOC_TRIM_THRESHOLD_")
-    libc = _glibc() if fixed is not None else None
+    restore = _fixed_thresholds()
+    libc = _glibc() if restore is not None else None
     if libc is None:
         yield
         return
-    libc.mallopt(_M_MMAP_THRESHOLD, TASK_MMAP_THRESHOLD)
-    libc.mallopt(_M_TRIM_THRESHOLD, TASK_TRIM_THRESHOLD)
+    global _tasks_raised
+    with _malloc_lock:  # several tasks on a multi-threaded worker: the last one out restores
+        if _tasks_raised == 0:
+            libc.mallopt(_M_MMAP_THRESHOLD, TASK_MMAP_THRESHOLD)
+            libc.mallopt(_M_TRIM_THRESHOLD, TASK_TRIM_THRESHOLD)
+        _tasks_raised += 1
     try:
         yield
     finally:
-        mmap = os.environ.get("MALLOC_MMAP_THRESHOLD_", str(_GLIBC_MMAP_THRESHOLD))
-        with contextlib.suppress(ValueError):
-            libc.mallopt(_M_MMAP_THRESHOLD, int(mmap))
-            libc.mallopt(_M_TRIM_THRESHOLD, int(fixed))
+        with _malloc_lock:
+            _tasks_raised -= 1
+            if _tasks_raised == 0:
+                libc.mallopt(_M_MMAP_THRESHOLD, restore[0])
+                libc.mallopt(_M_TRIM_THRESHOLD, restore[1])
+
+
+_malloc_lock = threading.Lock()
+_tasks_raised = 0
+
+
+def _fixed_thresholds() -> tuple[int, int] | None:
+    """(mmap, trim) thresholds the process fixed through glibc's variables; None when it did not
+    (glibc then adapts them itself) or when they are not plain numbers."""
+    trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    if trim is None:
+        return None
+    try:
+        return int(os.environ.get("MALLOC_MMAP_THRESHOLD_", _GLIBC_MMAP_THRESHOLD)), int(trim)
+    except ValueError:
+        return None
 
 
 def _in_task(fn: Callable[..., Any], task: Any, *args: Any) -> Any:

@@ -72,3 +72,36 @@ def test_local_cluster_workers_run_without_the_profiler_and_with_a_slow_tick():
         (got,) = client.run(settings).values()
     assert got[0] is False and got[1] == "1s"
     assert got[2] is not None  # Dask's memory release stays; task_malloc works within it
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.calls.append((param, value))
+        return 1
+
+
+def test_two_tasks_at_once_raise_once_and_the_last_one_out_restores(monkeypatch):
+    libc = _Recorder()
+    monkeypatch.setattr(cluster, "_glibc", lambda: libc)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    raised = [(cluster._M_MMAP_THRESHOLD, cluster.TASK_MMAP_THRESHOLD),
+              (cluster._M_TRIM_THRESHOLD, cluster.TASK_TRIM_THRESHOLD)]
+    with cluster.task_malloc():
+        with cluster.task_malloc():  # a second task thread of the same worker
+            assert libc.calls == raised
+        assert libc.calls == raised  # the first task still runs with raised thresholds
+    assert libc.calls[2:] == [(cluster._M_MMAP_THRESHOLD, 128 << 10),
+                              (cluster._M_TRIM_THRESHOLD, 65536)]
+
+
+def test_thresholds_that_are_not_numbers_are_left_alone(monkeypatch):
+    libc = _Recorder()
+    monkeypatch.setattr(cluster, "_glibc", lambda: libc)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "lots")
+    with cluster.task_malloc():
+        pass
+    assert libc.calls == []
