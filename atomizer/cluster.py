@@ -155,6 +155,10 @@ class TaskRunner:
             else:
                 self.cluster = local_cluster(self.workers)
                 self.client = Client(self.cluster)
+        except ValueError as exc:  # distributed's parse of a malformed address
+            raise self.error(
+                f"{self.scheduler!r} is not a Dask scheduler address ({exc}); write tcp://HOST:PORT"
+            ) from None
         except (OSError, TimeoutError) as exc:
             raise self.error(
                 f"cannot reach the Dask scheduler {self.scheduler or '(local)'} ({exc}); check "

@@ -19,7 +19,7 @@ from typing import Any
 
 from atomizer.cluster import TaskRunner
 from atomizer.datasets.chips import describe_failure, read_item_chips
-from atomizer.datasets.manifest import write_outputs
+from atomizer.datasets.manifest import MANIFEST, write_outputs
 from atomizer.datasets.plan import BuildPlan, ShardTask, plan_build, shard_dir
 from atomizer.datasets.shards import read_shard_header, save_shard
 from atomizer.datasets.spec import DatasetSpec
@@ -103,6 +103,9 @@ def build_dataset(spec: DatasetSpec, out: str | Path, *, workers: int = 1,
     out = Path(out)
     plan = plan_build(spec, host=host)
     folder = ensure_dir(shard_dir(out))
+    # the folder stops being a finished dataset now: a build that fails or is killed from here on
+    # must not leave the old manifest describing shards it is about to replace
+    (out / MANIFEST).unlink(missing_ok=True)
     headers: dict[str, dict[str, Any]] = {}
     todo = []
     for task in plan.tasks:
@@ -113,6 +116,13 @@ def build_dataset(spec: DatasetSpec, out: str | Path, *, workers: int = 1,
             headers[task.name] = header
     n_reused = len(headers)
     failures = _execute(plan, todo, folder, headers, workers, scheduler, max_failures, progress, out)
+    if not any(h.get("chips") for h in headers.values()):
+        _write_errors(out, plan.errors + failures + [e for h in headers.values()
+                                                     for e in h.get("skipped", [])])
+        raise DatasetError(
+            f"no chip was built from {len(plan.labels)} labels and {plan.n_items} items (every "
+            f"label was skipped or failed); see {out / 'errors.jsonl'} for why"
+        )
     n_chips, n_errors = write_outputs(plan, headers, failures, out)
     return BuildResult(out, len(plan.tasks), n_reused, len(todo) - len(failures), len(failures),
                        n_chips, n_errors)

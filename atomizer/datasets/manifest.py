@@ -121,13 +121,56 @@ def read_manifest(folder: str | Path) -> Manifest:
         error=DatasetError,
     )
     try:
+        _check_structure(data)
         sensors = {k: SensorSpec.model_validate(v) for k, v in data["sensors"].items()}
-        for row in data["chips"]:
-            row["shard"], row["offset"], row["sensor"]  # noqa: B018 - presence check
-        data["classes"], data["task"]  # noqa: B018
     except (KeyError, TypeError, ValueError) as exc:
         raise DatasetError(f"{path}: corrupt manifest ({str(exc).splitlines()[0]}); rebuild it") from None
     return Manifest(folder, data, sensors)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_structure(data: dict[str, Any]) -> None:
+    """Every field a reader of the folder relies on, with its type; a ValueError names the first
+    that is wrong (a manifest edited by hand or damaged on disk)."""
+    from atomizer.datasets.spec import SPLIT_NAMES
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(what)
+
+    need(isinstance(data.get("spec"), dict), "'spec' is not an object")
+    sensors = data.get("sensors")
+    need(isinstance(sensors, dict) and all(isinstance(v, dict) for v in sensors.values()),
+         "'sensors' is not an object of sensor specs")
+    classes = data.get("classes")
+    need(isinstance(classes, list) and all(isinstance(c, str) for c in classes),
+         "'classes' is not a list of names")
+    need(len(set(classes)) == len(classes), "'classes' names a class twice")
+    need(data.get("task") in ("multiclass", "multilabel"), "'task' is not multiclass or multilabel")
+    chips = data.get("chips")
+    need(isinstance(chips, list), "'chips' is not a list")
+    known, multilabel = set(classes), data["task"] == "multilabel"
+    for i, row in enumerate(chips):
+        where = f"chip row {i}"
+        need(isinstance(row, dict), f"{where} is not an object")
+        shard = row.get("shard")
+        need(isinstance(shard, str) and shard == Path(shard).name and shard not in ("", ".", ".."),
+             f"{where}: 'shard' is not a file name in shards/")
+        need(_is_int(row.get("offset")) and row["offset"] >= 0, f"{where}: 'offset' is not a count")
+        need(row.get("sensor") in sensors, f"{where}: 'sensor' is not one of the manifest's sensors")
+        need(_is_int(row.get("atoms")) and row["atoms"] >= 0, f"{where}: 'atoms' is not a count")
+        need(row.get("split") is None or row.get("split") in SPLIT_NAMES,
+             f"{where}: 'split' is not one of {', '.join(SPLIT_NAMES)}")
+        label = row.get("label")
+        if multilabel:
+            need(isinstance(label, list) and all(isinstance(v, str) and v in known for v in label),
+                 f"{where}: 'label' is not a list of the manifest's classes")
+        else:
+            need(isinstance(label, str) and label in known,
+                 f"{where}: 'label' is not one of the manifest's classes")
 
 
 def recompute_stats(folder: str | Path) -> dict[str, Any]:

@@ -130,6 +130,10 @@ class ShardFile:
 
     def chip(self, i: int) -> AtomSet:
         """Chip ``i`` as an AtomSet (reads only its slices of the arrays)."""
+        n = len(self.header["chips"])
+        if not 0 <= i < n:
+            raise AtomsFormatError(f"{self.path}: no chip {i} in this shard (it holds {n}); the "
+                                   "manifest does not match its shards: rebuild the dataset")
         a, b = int(self._offsets[i]), int(self._offsets[i + 1])
         meta = self.header["chips"][i]
         if b > a:

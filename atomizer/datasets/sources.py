@@ -64,10 +64,12 @@ def _absolute_hrefs(data: dict[str, Any], base: str | None) -> dict[str, Any]:
     return data
 
 
-def _item_ref(data: dict[str, Any], base: str | None, origin: str) -> ItemRef:
+def _item_ref(data: Any, base: str | None, origin: str) -> ItemRef:
     import pystac
     from shapely.geometry import shape
 
+    if not isinstance(data, dict):
+        raise DatasetError(f"{origin}: an item is a JSON {type(data).__name__}, not a STAC item object")
     try:
         item = pystac.Item.from_dict(_absolute_hrefs(data, base), preserve_dict=False)
         geometry = shape(item.geometry) if item.geometry else None
@@ -90,8 +92,8 @@ def load_items(source: str) -> list[ItemRef]:
         files = sorted(path.glob("*.json"))
         if not files:
             raise DatasetError(f"items: folder {path} holds no *.json STAC item; check the path")
-        return [_item_ref(read_json(f, what="STAC item", error=DatasetError), str(f.parent), str(f))
-                for f in files]
+        return _unique([_item_ref(read_json(f, what="STAC item", error=DatasetError), str(f.parent),
+                                  str(f)) for f in files], path)
     if not path.exists():
         raise DatasetError(f"items: {path} does not exist; give an ItemCollection, catalog, folder or .parquet")
     if path.suffix.lower() in (".parquet", ".geoparquet"):
@@ -100,17 +102,17 @@ def load_items(source: str) -> list[ItemRef]:
     kind = data.get("type") if isinstance(data, dict) else None
     base = str(path.resolve().parent)
     if kind == "FeatureCollection":
-        return [_item_ref(f, base, str(path)) for f in data.get("features") or []]
+        features = data.get("features")
+        if features is None:
+            features = []
+        if not isinstance(features, list):
+            raise DatasetError(f"items: {path}: 'features' is a JSON {type(features).__name__}, "
+                               "not a list of STAC items")
+        return _unique([_item_ref(f, base, str(path)) for f in features], path)
     if kind == "Feature":
         return [_item_ref(data, base, str(path))]
     if kind in ("Catalog", "Collection"):
-        import pystac
-
-        cat = pystac.read_file(str(path.resolve()))
-        items = sorted(cat.get_items(recursive=True), key=lambda i: i.id)
-        for item in items:
-            item.make_asset_hrefs_absolute()
-        return [_item_ref(i.to_dict(include_self_link=False), None, str(path)) for i in items]
+        return _unique(_catalog_items(path), path)
     raise DatasetError(
         f"items: {path} is a JSON {kind!r} document, not an ItemCollection (FeatureCollection), "
         "Catalog, Collection or Item"
@@ -130,7 +132,50 @@ def _geoparquet_items(path: Path) -> list[ItemRef]:
         rows = list(stac_table_to_items(table))
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds for a bad file
         raise DatasetError(f"items: {path} is not a readable stac-geoparquet file ({exc})") from None
-    return [_item_ref(r, str(path.resolve().parent), str(path)) for r in rows]
+    return _unique([_item_ref(r, str(path.resolve().parent), str(path)) for r in rows], path)
+
+
+def _unique(items: list[ItemRef], path: Path) -> list[ItemRef]:
+    """``items``, refused when two share an id (labels pin items by id; shards are named by it)."""
+    seen: dict[str, int] = {}
+    for k, it in enumerate(items):
+        if it.id in seen:
+            raise DatasetError(f"items: {path}: item id {it.id!r} appears twice (items {seen[it.id]} "
+                               f"and {k}); give every item its own id")
+        seen[it.id] = k
+    return items
+
+
+def _catalog_items(path: Path) -> list[ItemRef]:
+    """The items under a static Catalog or Collection, walked with pystac; every file read within
+    the JSON size limit; a broken link, a cycle or an invalid document is one error."""
+    import pystac
+    from pystac.stac_io import DefaultStacIO
+
+    from atomizer.documents import read_bytes
+
+    class BoundedStacIO(DefaultStacIO):
+        def read_text_from_href(self, href: str) -> str:
+            if "://" in href and not href.startswith("file://"):
+                return super().read_text_from_href(href)
+            local = href[len("file://"):] if href.startswith("file://") else href
+            data = read_bytes(local, limit_name="json_bytes", what="STAC document", error=DatasetError)
+            return data.decode("utf-8", errors="replace")
+
+    try:
+        cat = pystac.read_file(str(path.resolve()), stac_io=BoundedStacIO())
+        items = sorted(cat.get_items(recursive=True), key=lambda i: i.id)
+        for item in items:
+            item.make_asset_hrefs_absolute()
+        dicts = [i.to_dict(include_self_link=False) for i in items]
+    except DatasetError:
+        raise
+    except RecursionError:
+        raise DatasetError(f"items: {path}: the catalog's links nest too deep or form a cycle") from None
+    except Exception as exc:  # noqa: BLE001 - pystac raises many kinds on a bad catalog
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise DatasetError(f"items: {path}: cannot walk the catalog ({type(exc).__name__}: {first})") from None
+    return [_item_ref(d, None, str(path)) for d in dicts]
 
 
 # --- labels ---------------------------------------------------------------------------------------
@@ -175,14 +220,41 @@ def _read_table(spec: DatasetSpec) -> Any:
     return gdf
 
 
-def _label_value(raw: Any, sep: str | None) -> Any:
+def _label_value(raw: Any, sep: str | None, where: str) -> Any:
+    """A class name, or a tuple of names (multi-label); anything else is refused with ``where``."""
     if isinstance(raw, str) and sep is not None:
         return tuple(p.strip() for p in raw.split(sep) if p.strip())
     if isinstance(raw, (list, tuple, np.ndarray)):
-        return tuple(str(v) for v in raw)
-    if isinstance(raw, (float, np.floating)) and raw == int(raw):
-        raw = int(raw)
-    return str(raw)
+        return tuple(_class_name(v, where) for v in list(raw))
+    return _class_name(raw, where)
+
+
+def _class_name(raw: Any, where: str) -> str:
+    if isinstance(raw, (bool, np.bool_)):
+        return str(bool(raw))
+    if isinstance(raw, (int, np.integer)):
+        return str(int(raw))
+    if isinstance(raw, (float, np.floating)):
+        if not math.isfinite(raw):
+            raise DatasetError(f"{where}: the label {float(raw)!r} is not a class; give a class name or number")
+        return str(int(raw)) if raw == int(raw) else str(float(raw))
+    if isinstance(raw, str):
+        if not raw.strip():
+            raise DatasetError(f"{where}: the label is an empty text; give every row a class")
+        return raw
+    raise DatasetError(f"{where}: the label {raw!r} is a {type(raw).__name__}, not a class name, "
+                       "number or list of them")
+
+
+def _text(raw: Any) -> str | None:
+    """An id / split / group cell as text; an empty cell (None, NaN, blank) is None. A number read
+    as float (a column with blanks) keeps its integer form: 100.0 -> '100'."""
+    if raw is None or (isinstance(raw, (float, np.floating)) and math.isnan(raw)):
+        return None
+    if isinstance(raw, (float, np.floating)) and math.isfinite(raw) and raw == int(raw):
+        return str(int(raw))
+    text = str(raw)
+    return text if text.strip() else None
 
 
 def _as_datetime(raw: Any, where: str) -> dt.datetime | None:
@@ -190,10 +262,16 @@ def _as_datetime(raw: Any, where: str) -> dt.datetime | None:
 
     if raw is None or (isinstance(raw, float) and math.isnan(raw)) or raw is pd.NaT:
         return None
+    if isinstance(raw, str) and raw.strip().lower() in ("", "nat", "nan", "none", "null"):
+        return None  # an empty date cell
+    if isinstance(raw, str) and raw.strip().lower() in ("now", "today", "tomorrow", "yesterday"):
+        raise DatasetError(f"{where}: {raw!r} is not a date; write ISO dates like 2022-10-05")
     try:
         ts = pd.Timestamp(raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise DatasetError(f"{where}: {raw!r} is not a date; write ISO dates like 2022-10-05") from None
+    if ts is pd.NaT:
+        return None
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
     return ts.to_pydatetime()
@@ -209,9 +287,9 @@ def load_labels(spec: DatasetSpec) -> list[Label]:
             cols = ", ".join(str(c) for c in gdf.columns if c != "geometry")
             raise DatasetError(f"labels.{key}: {ls.path} has no column {col!r}; its columns are {cols}")
     labels, kinds = [], {}
-    for i, row in enumerate(gdf.itertuples(index=False)):
-        rec = row._asdict()
-        geom = rec["geometry"]
+    columns = {c: gdf[c].tolist() for c in set(filter(None, wanted))}  # any column name
+    for i, geom in enumerate(gdf.geometry.tolist()):
+        rec = {c: values[i] for c, values in columns.items()}
         if geom is None or geom.is_empty:
             raise DatasetError(f"{ls.path}: label row {i} has no geometry; give every label a point")
         pt = geom if geom.geom_type == "Point" else geom.representative_point()
@@ -227,15 +305,20 @@ def load_labels(spec: DatasetSpec) -> list[Label]:
                 f"{r2}); use one kind: a class name in every row, or a list in every row (multi-label)"
             )
         labels.append(Label(
-            index=i, lon=float(pt.x), lat=float(pt.y), value=_label_value(raw, ls.separator),
+            index=i, lon=float(pt.x), lat=float(pt.y), value=_label_value(raw, ls.separator, where),
             datetime=_as_datetime(rec[ls.datetime_column], where) if ls.datetime_column else None,
-            item_id=str(rec[ls.item_id_column]) if ls.item_id_column else None,
-            split=str(rec[spec.split.column]) if spec.split.column else None,
-            group=str(rec[spec.split.group]) if spec.split.group else None,
+            item_id=_text(rec[ls.item_id_column]) if ls.item_id_column else None,
+            split=_text(rec[spec.split.column]) if spec.split.column else None,
+            group=_text(rec[spec.split.group]) if spec.split.group else None,
         ))
     if not labels:
         raise DatasetError(f"labels: {ls.path} holds no label; nothing to build")
     return labels
+
+
+def usable_position(lb: Label) -> bool:
+    """Whether a label's lon/lat is a place on Earth (finite, latitude within +-90)."""
+    return math.isfinite(lb.lon) and math.isfinite(lb.lat) and abs(lb.lat) <= 90
 
 
 def _kind(raw: Any, sep: str | None) -> str:
@@ -252,6 +335,8 @@ def class_names(labels: Sequence[Label], spec: DatasetSpec) -> tuple[list[str], 
     """The class names in index order, and whether the task is multi-label."""
     multilabel = isinstance(labels[0].value, tuple)
     seen = {v for lb in labels for v in (lb.value if multilabel else (lb.value,))}
+    if not seen and spec.labels.classes is None:
+        raise DatasetError(f"labels: {spec.labels.path}: every label list is empty; nothing to learn")
     if spec.labels.classes is None:
         return sorted(seen), multilabel
     unknown = sorted(seen - set(spec.labels.classes))
@@ -271,6 +356,9 @@ def pair_labels(items: Sequence[ItemRef], labels: Sequence[Label], spec: Dataset
     out = Pairing()
     max_days = spec.match.max_days
     for lb in labels:
+        if not usable_position(lb):
+            out.unmatched.append((lb, f"its position (lon {lb.lon}, lat {lb.lat}) is not a place on Earth"))
+            continue
         hits = sorted(int(k) for k in tree.query(Point(lb.lon, lb.lat), predicate="intersects"))
         if lb.item_id is not None:
             if lb.item_id not in by_id:
@@ -315,10 +403,16 @@ def assign_splits(labels: Sequence[Label], spec: DatasetSpec) -> None:
 
 
 def _block_key(lb: Label, blocks_m: float) -> str:
-    row = math.floor(lb.lat * METRES_PER_DEGREE / blocks_m)
+    """The label's spatial block; "" for a position that is no place (it matches no item)."""
+    if not usable_position(lb):
+        return ""
+    row_f = lb.lat * METRES_PER_DEGREE / blocks_m
+    if not math.isfinite(row_f):
+        return ""
+    row = math.floor(row_f)
     lat_c = (row + 0.5) * blocks_m / METRES_PER_DEGREE
-    col = math.floor(lb.lon * METRES_PER_DEGREE * math.cos(math.radians(lat_c)) / blocks_m)
-    return f"{row},{col}"
+    col_f = lb.lon * METRES_PER_DEGREE * math.cos(math.radians(lat_c)) / blocks_m
+    return f"{row},{math.floor(col_f)}" if math.isfinite(col_f) else ""
 
 
 def group_split(keys: Sequence[str], fractions: dict[str, float], seed: int) -> list[str]:

@@ -49,6 +49,20 @@ class LabelsSpec(StrictModel):
         default=None, description="Class names in index order (default: sorted distinct labels)."
     )
 
+    @field_validator("classes")
+    @classmethod
+    def _distinct_classes(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("classes is empty; leave it out to use the labels' own classes")
+        twice = sorted({c for c in v if v.count(c) > 1})
+        if twice:
+            raise ValueError(f"classes lists {twice} more than once; name each class once")
+        if any(not c for c in v):
+            raise ValueError("classes holds an empty name")
+        return v
+
 
 class MatchSpec(StrictModel):
     """Which (item, label) pairs become chips: the label inside the item's footprint, and at most

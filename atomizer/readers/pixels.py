@@ -105,17 +105,20 @@ def lookup_table(dtype: np.dtype, scale: float, offset: float) -> np.ndarray:
     """float32 ``DN * scale + offset`` (computed in float64) for every DN of a <= 16-bit type."""
     unsigned = _unsigned(dtype)
     codes = np.arange(np.iinfo(unsigned).max + 1, dtype=np.int64).astype(unsigned)
-    return (codes.view(dtype).astype(np.float64) * scale + offset).astype(VALUE_DTYPE)
+    with np.errstate(over="ignore", invalid="ignore"):  # past float32's range: inf, dropped later
+        return (codes.view(dtype).astype(np.float64) * scale + offset).astype(VALUE_DTYPE)
 
 
 def physical(raw: np.ndarray, scale: float, offset: float) -> np.ndarray:
-    """float32 ``raw * scale + offset`` computed in float64, in chunks."""
-    if raw.size <= CHUNK_ELEMENTS:
-        return (raw.astype(np.float64) * scale + offset).astype(VALUE_DTYPE)
-    out = np.empty(raw.shape, dtype=VALUE_DTYPE)
-    for start in range(0, raw.size, CHUNK_ELEMENTS):
-        part = raw[start : start + CHUNK_ELEMENTS].astype(np.float64)
-        out[start : start + CHUNK_ELEMENTS] = part * scale + offset
+    """float32 ``raw * scale + offset`` computed in float64, in chunks; values past float32's range
+    become inf (callers drop them as non-finite)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # past float32's range: inf, dropped by callers
+        if raw.size <= CHUNK_ELEMENTS:
+            return (raw.astype(np.float64) * scale + offset).astype(VALUE_DTYPE)
+        out = np.empty(raw.shape, dtype=VALUE_DTYPE)
+        for start in range(0, raw.size, CHUNK_ELEMENTS):
+            part = raw[start : start + CHUNK_ELEMENTS].astype(np.float64)
+            out[start : start + CHUNK_ELEMENTS] = part * scale + offset
     return out
 
 
@@ -373,11 +376,21 @@ def _reduce(
     if dtype.kind in "ui" and dtype.itemsize <= 2 and plane.size >= 1 << (8 * dtype.itemsize):
         lut = lookup_table(dtype, plan.scale, plan.offset)
         values = picked
+        lut_bad = ~np.isfinite(lut)
+        if lut_bad.any():  # DN * scale + offset past float32's range for some DNs
+            bad = lut_bad[values.view(_unsigned(values.dtype))]
+            if bad.any():
+                values, valid = _drop(values, bad, valid, plane.shape)
+                n_nonfinite += int(np.count_nonzero(bad))
         if reading is not None and values.size:
             ends = lut[values.view(_unsigned(values.dtype))[[values.argmin(), values.argmax()]]]
             reading.min, reading.max = float(ends.min()), float(ends.max())
     else:
         values = physical(picked, plan.scale, plan.offset)
+        bad = ~np.isfinite(values)  # finite pixels whose value overflows float32
+        if bad.any():
+            values, valid = _drop(values, bad, valid, plane.shape)
+            n_nonfinite += int(np.count_nonzero(bad))
         if reading is not None and values.size:
             reading.min, reading.max = float(values.min()), float(values.max())
     if reading is not None:
@@ -389,6 +402,14 @@ def _reduce(
     return Piece(
         values, lut, np.packbits(valid, axis=None), np.count_nonzero(valid, axis=1), valid.shape
     )
+
+
+def _drop(values: np.ndarray, bad: np.ndarray, valid: np.ndarray | None,
+          shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` without the ``bad`` ones, and the validity mask without their pixels."""
+    mask = np.ones(shape, dtype=bool) if valid is None else valid.copy()
+    mask.flat[np.flatnonzero(mask)[bad]] = False
+    return values[~bad], mask
 
 
 class _Output:

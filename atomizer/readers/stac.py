@@ -72,15 +72,17 @@ def asset_infos(item: Any) -> list[AssetInfo]:
 
 
 def item_datetime(item: Any) -> dt.datetime | None:
-    """The item's ``datetime``, else its ``start_datetime``."""
-    if item.datetime is not None:
-        return item.datetime
+    """The item's ``datetime``, else its ``start_datetime``; one without a time zone is UTC (STAC
+    asks for RFC 3339 times; naive and aware times cannot be compared)."""
+    when = item.datetime
     start = item.properties.get("start_datetime")
-    if start:
+    if when is None and start:
         from pystac.utils import str_to_datetime
 
-        return str_to_datetime(start)
-    return None
+        when = str_to_datetime(start)
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when
 
 
 def item_sources(

@@ -304,6 +304,10 @@ def _band_atoms(
     valid, n_nodata, n_nonfinite = valid_mask(plane, nodata)
     vals = physical(plane[valid], scale, offset)
     rows, cols = np.nonzero(valid)
+    keep = np.isfinite(vals)  # finite pixels whose value overflows float32
+    if not keep.all():
+        n_nonfinite += int(keep.size - np.count_nonzero(keep))
+        vals, rows, cols = vals[keep], rows[keep], cols[keep]
     reading = BandReading(
         band=band.name,
         asset=str(da.band.values[i]),
