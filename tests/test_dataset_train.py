@@ -64,3 +64,28 @@ def test_train_on_a_dataset_folder_and_evaluate_on_an_unseen_sensor(datasets, ho
     n = len(AtomsDataset(tmp / "unseen", split="train"))
     accuracy = out["metrics"]["overall_accuracy"]
     assert n > 0 and any(accuracy == pytest.approx(100.0 * k / n) for k in range(n + 1))
+
+
+def test_evaluating_on_a_dataset_with_other_class_names_is_refused(datasets, host):
+    """Same number of classes, other names: the model's outputs would mean other classes."""
+    tmp = datasets
+    run_dir = tmp / "runs" / "atomizer-tiny" / "seed-0"
+    if not run_dir.exists():  # trained by the test above, unless this one runs alone
+        test_train_on_a_dataset_folder_and_evaluate_on_an_unseen_sensor(datasets, host)
+    record = json.loads(sorted((run_dir / "checkpoints").glob("*.json"))[-1].read_text())
+    trained = record["task"]["class_names"]
+    assert trained == list(AtomsDataset(tmp / "seen").class_names)
+    renamed = tmp / "renamed"
+    import shutil
+
+    shutil.copytree(tmp / "seen", renamed, dirs_exist_ok=True)
+    manifest = json.loads((renamed / "manifest.json").read_text())
+    names = {c: f"x-{c}" for c in manifest["classes"]}
+    manifest["classes"] = [names[c] for c in manifest["classes"]]
+    for row in manifest["chips"]:
+        row["label"] = names[row["label"]]
+    (renamed / "manifest.json").write_text(json.dumps(manifest))
+    res = CliRunner().invoke(build_cli(host), ["evaluate", str(run_dir), "--data", str(renamed),
+                                               "--modality", "sentinel2a-l2a"])
+    assert res.exit_code == 1 and "but the model was trained on" in res.output, res.output
+    assert "Traceback" not in res.output

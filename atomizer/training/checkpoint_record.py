@@ -72,6 +72,8 @@ class ScheduleState(Record):
 class TaskRecord(Record):
     type: Literal["multiclass", "multilabel"]
     num_classes: PositiveInt
+    #: The training data's class names in output order, where the data names them.
+    class_names: list[str] | None = None
 
 
 class ImageEncoderRecord(Record):

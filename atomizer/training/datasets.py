@@ -29,14 +29,24 @@ class DatasetBuilder:
     """Builds the datasets of one experiment; loaded scenes are shared by splits and modalities."""
 
     def __init__(
-        self, data: DataConfig, task: TaskConfig | None = None, *, host: Any = None
+        self,
+        data: DataConfig,
+        task: TaskConfig | None = None,
+        *,
+        host: Any = None,
+        expect_classes: Sequence[str] | None = None,
     ) -> None:
+        """``expect_classes``: the class names a model was trained on (from its checkpoint); a
+        dataset whose classes differ is refused (indices would mean other classes)."""
         from atomizer.plugins.host import host_or_builtin
 
         host = host_or_builtin(host)  # None: atomizer's own datasets and sensors only
         self.data = data
         self.task = task
         self.host = host
+        self.expect_classes = None if expect_classes is None else [str(c) for c in expect_classes]
+        #: The class names of the datasets built (None until one says).
+        self.class_names: list[str] | None = None
         try:
             item = host.datasets.get(data.dataset)
         except PluginError as exc:
@@ -66,6 +76,16 @@ class DatasetBuilder:
         return ds
 
     def _check_task(self, ds: Any) -> None:
+        names = getattr(ds, "class_names", None)
+        if names:
+            names = [str(c) for c in names]
+            self.class_names = self.class_names or names
+            if self.expect_classes is not None and names != self.expect_classes:
+                raise ConfigError(
+                    f"data: {self.name} has the classes {_short(names)}, but the model was trained "
+                    f"on {_short(self.expect_classes)}; its outputs would mean other classes: "
+                    "evaluate on data labelled with the model's classes, in its order"
+                )
         if self.task is None:
             return
         task_type = getattr(ds, "task", None)
@@ -89,6 +109,11 @@ class DatasetBuilder:
             m = len(parts)
             parts = [Subset(p, list(range(i, len(p), m))) for i, p in enumerate(parts)]
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def _short(names: Sequence[str], most: int = 8) -> str:
+    shown = ", ".join(names[:most])
+    return f"[{shown}{', ...' if len(names) > most else ''}] ({len(names)})"
 
 
 def modality_bands(dataset: Any) -> tuple:

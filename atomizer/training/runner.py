@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +189,10 @@ def train_one(
         model_factory=lambda: build_planned(plan, host=host),
         train_set=train_set,
         val_sets=val_sets,
-        settings=TrainSettings.from_config(config, seed),
+        settings=replace(
+            TrainSettings.from_config(config, seed),
+            class_names=tuple(builder.class_names) if builder.class_names else None,
+        ),
         run_dir=run_dir,
         content=content,
         dist=dist,
@@ -280,7 +283,9 @@ def evaluate_checkpoint(
     ref = read_record(checkpoint)
     config = config or experiment_of(ref.record, ref.path)
     target = resolve_device(device or config.device)
-    builder = DatasetBuilder(config.data, config.task, host=host)  # data errors before model work
+    task = ref.record.task
+    builder = DatasetBuilder(config.data, config.task, host=host,  # data errors before model work
+                             expect_classes=task.class_names if task is not None else None)
     model, ref = load_model(checkpoint, host=host, device=target)
     rec = ref.record
     with cpu_threads(config.threads):

@@ -50,6 +50,7 @@ class TrainSettings:
     checkpoint_every_steps: int | None = None
     keep_checkpoints: int = 2
     num_workers: int = 0
+    class_names: tuple[str, ...] | None = None  # recorded in checkpoints, checked on evaluation
 
     @classmethod
     def from_config(cls, config: ExperimentConfig, seed: int) -> TrainSettings:
@@ -112,7 +113,10 @@ class Trainer:
         self.s = settings
         self.run_dir = Path(run_dir)
         self._content = (content or CheckpointContent()).model_copy(
-            update={"task": TaskRecord(type=settings.task, num_classes=settings.num_classes)}
+            update={"task": TaskRecord(
+                type=settings.task, num_classes=settings.num_classes,
+                class_names=list(settings.class_names) if settings.class_names else None,
+            )}
         )
         self.dist = dist or DistContext()
         self.progress = progress
