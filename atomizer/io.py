@@ -164,6 +164,14 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` lies in ``folder`` (after resolving links)."""
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
+    except (OSError, ValueError):
+        return False
+
+
 def check_output(
     path: str | os.PathLike,
     *,
@@ -175,7 +183,8 @@ def check_output(
 
     Refused always: a folder, a device, a FIFO or socket (an atomic write would replace the node),
     a file name longer than the file system allows, a missing or read-only folder, and any of
-    ``inputs`` (a command never writes over what it reads). Refused unless ``overwrite``: a
+    ``inputs`` (a command never writes over what it reads), and an existing file inside an input
+    that is a folder (a model's run or package folder). Refused unless ``overwrite``: a
     symbolic link (the write replaces the link, not its target). An existing regular file is
     replaced, atomically.
     """
@@ -201,10 +210,17 @@ def check_output(
         hint = "give a file name" if kind == "a folder" else "write to a regular file"
         raise OutputError(f"output {shown} is {kind}; {hint}")
     for source in inputs:
-        if source is not None and "://" not in str(source) and _same_file(path, Path(source)):
+        if source is None or "://" in str(source):
+            continue
+        if _same_file(path, Path(source)):
             raise OutputError(
                 f"output {shown} is also an input ({source}); writing it would destroy the input: "
                 "choose another output path"
+            )
+        if st is not None and Path(source).is_dir() and _inside(path, Path(source)):
+            raise OutputError(
+                f"output {shown} is a file of the input {source}; writing it would destroy part of "
+                "the input: choose another output path"
             )
     if not os.access(parent, os.W_OK) or (st is not None and not os.access(path, os.W_OK)):
         raise OutputError(f"cannot write {shown}: permission denied; choose another path")

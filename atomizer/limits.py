@@ -45,6 +45,7 @@ LIMITS: dict[str, Limit] = {
         Limit("nesting_depth", 200, "levels", "nesting of lists and mappings in one document"),
         Limit("read_pixels", 400_000_000, "pixels", "pixels decoded from one band in one read"),
         Limit("patch_pixels", 4096 * 4096, "pixels", "pixels of one modality patch (size_px squared)"),
+        Limit("map_pixels", 1_000_000_000, "pixels", "pixels of one predicted map (width x height)"),
         Limit("model_parameters", 2_000_000_000, "parameters", "parameters of one model built from a config"),
         Limit("text_chars", 1000, "characters", "length of an identifier or name echoed in a message"),
     )

@@ -21,6 +21,10 @@ def _progress() -> bool:
     return sys.stderr.isatty()
 
 
+#: A length in metres: positive and finite (10,000 km at most).
+METRES = click.FloatRange(0, 1e7, min_open=True)
+
+
 def _refuse_existing(path: Path, overwrite: bool, inputs: list) -> None:
     """An existing output is refused unless ``--overwrite``; then the one output guard."""
     from atomizer.errors import OutputError
@@ -42,15 +46,15 @@ def _scene_options(f):
             ),
             click.option(
                 "--chip-m",
-                type=float,
+                type=METRES,
                 default=1920.0,
                 show_default=True,
                 help="Window side in metres.",
             ),
-            click.option("--stride-m", type=float, help="Window step in metres."),
+            click.option("--stride-m", type=METRES, help="Window step in metres."),
             click.option(
                 "--batch-size",
-                type=int,
+                type=click.IntRange(min=1),
                 default=16,
                 show_default=True,
                 help="Windows per forward pass.",
@@ -69,6 +73,15 @@ def _scene_options(f):
     return f
 
 
+def _model_folder(model_path: str) -> Path | None:
+    """The folder of a model (run or package folder, or the one holding a checkpoint record and
+    its weights): an output never overwrites one of its files."""
+    path = Path(model_path)
+    if path.is_dir():
+        return path
+    return path.parent if path.is_file() else None
+
+
 def _start(obj, model_path: str, output: str, sources: list, scene: dict, *, need_head: bool):
     """The output (refused when it exists without --overwrite), the model on its device, and the
     keyword arguments every scene command passes on from the shared scene options."""
@@ -77,7 +90,8 @@ def _start(obj, model_path: str, output: str, sources: list, scene: dict, *, nee
     from atomizer.training.evaluate import resolve_device
 
     out = Path(output)
-    _refuse_existing(out, scene["overwrite"], [model_path, *sources, scene["sensor"]])
+    _refuse_existing(out, scene["overwrite"],
+                     [model_path, _model_folder(model_path), *sources, scene["sensor"]])
     target = resolve_device(scene["device"])
     model = load_inference_model(model_path, host=obj.host, device=target, need_head=need_head)
     common = {
@@ -96,7 +110,7 @@ def _start(obj, model_path: str, output: str, sources: list, scene: dict, *, nee
 @click.argument("model_path", metavar="MODEL", type=click.Path())
 @click.argument("source")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Map (.tif).")
-@click.option("--gsd", type=float, help="Pixel size of the map in metres (default: finest band).")
+@click.option("--gsd", type=METRES, help="Pixel size of the map in metres (default: finest band).")
 @click.option(
     "--argmax", is_flag=True, help="Write class index + confidence instead of probabilities."
 )
@@ -131,7 +145,7 @@ def predict_command(obj, model_path, source, output, gsd, argmax, **scene) -> No
             model,
             source,
             out,
-            stride_m=scene["stride_m"] or scene["chip_m"] / 2,
+            stride_m=scene["chip_m"] / 2 if scene["stride_m"] is None else scene["stride_m"],
             gsd_m=gsd,
             argmax=argmax,
             progress=lambda done, total: bar.update(job, completed=done, total=total),

@@ -233,7 +233,19 @@ def tokenize(
         extra = None
         if tokenizer is not None:
             _check_token_size(len(atoms), tokenizer)
-            extra = {"tokens": tokenizer.tokens(atoms).detach().cpu().numpy()}
+            import numpy as np
+
+            tokens = tokenizer.tokens(atoms).detach().cpu().numpy()
+            if not np.isfinite(tokens).all():
+                from atomizer.errors import EncoderError
+
+                biggest = float(np.abs(atoms.value.astype(np.float64)).max())
+                raise EncoderError(
+                    f"--encode: the token features are NaN or inf (largest |value| {biggest:.3g}): "
+                    "the values are far outside what the encoders read; check the sensor's scale "
+                    "and offset (atomizer expects physical units, reflectance 0..1)"
+                )
+            extra = {"tokens": tokens}
         save_atoms(atoms, output, extra=extra)
     if as_json:
         out = report.to_json()

@@ -75,7 +75,7 @@ def embed_scene(
         from atomizer.io import check_output
 
         check_output(output, inputs=geo.hrefs, overwrite=True)  # an asset is no output either
-    rows = window_grid(geo, chip_m=chip_m, stride_m=stride_m or chip_m)
+    rows = window_grid(geo, chip_m=chip_m, stride_m=chip_m if stride_m is None else stride_m)
     to_lonlat = Transformer.from_crs(geo.crs.to_wkt(), "EPSG:4326", always_xy=True).transform
     item = geo.source_id or Path(str(source)).stem
     when = geo.datetime.isoformat() if geo.datetime is not None else None

@@ -82,12 +82,16 @@ def export_package(
     )
     from atomizer.training.checkpoint_record import PRETRAINING_KIND
 
+    if not str(output).strip():
+        raise OutputError("the output folder is empty; give the package folder to write")
     out = Path(output)
     if os.path.lexists(out) and not overwrite:
         raise OutputError(f"{out} exists; choose another folder or pass --overwrite to replace it")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} is not a folder; choose another output folder")
-    ckpt = load_checkpoint(record_path(checkpoint))
+    source = record_path(checkpoint)
+    _check_replaceable(out, source)
+    ckpt = load_checkpoint(source)
     rec = ckpt.record
     if rec.kind == PRETRAINING_KIND:
         raise CheckpointError(
@@ -128,6 +132,20 @@ def export_package(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _check_replaceable(out: Path, source: Path) -> None:
+    """Refuse an output folder that holds the checkpoint being exported, and an existing folder
+    that is not an atomizer package (``--overwrite`` replaces a package, never other files)."""
+    real_out = Path(os.path.realpath(out))
+    if Path(os.path.realpath(source)).is_relative_to(real_out):
+        raise OutputError(f"{out} holds the checkpoint being exported ({source}); replacing it "
+                          "would delete the model: choose another output folder")
+    if out.is_dir() and any(out.iterdir()) and not (
+        (out / PACKAGE_META).is_file() and (out / PACKAGE_RECORD).is_file()
+    ):
+        raise OutputError(f"{out} is a folder that is not an atomizer model package; --overwrite "
+                          "replaces only a package: choose another output folder")
 
 
 def package_meta(

@@ -12,6 +12,7 @@ moved into place in one step: a failed run leaves no half-written map.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from atomizer.errors import ModalityError, OutputError
+from atomizer.errors import ModalityError, OutputError, WindowError
+from atomizer.limits import check
 from atomizer.inference.loading import InferenceModel
 from atomizer.inference.windows import (
     SceneGeometry,
@@ -150,8 +152,11 @@ def predict_scene(
         geo = scene_geometry(source, sensor=sensor, host=host, reader=reader)
         check_output(output, inputs=geo.hrefs, overwrite=True)  # an asset is no output either
         rows = window_grid(geo, chip_m=chip_m, stride_m=stride_m)
-        gsd = float(gsd_m or geo.gsd_m)
+        gsd = geo.gsd_m if gsd_m is None else float(gsd_m)
+        if not (math.isfinite(gsd) and gsd > 0):
+            raise WindowError(f"--gsd {gsd:g} must be a positive number of metres")
         height, width = output_shape(geo, gsd)
+        check("map_pixels", height * width, subject=f"the map of {source} at {gsd:g} m")
         names = list(model.class_names)
         bands = ["class", "confidence"] if argmax else names
         report = PredictReport(
@@ -167,7 +172,8 @@ def predict_scene(
         )
         chip_side = rows[0][0].size_px * geo.gsd_m
         strip_rows = int(np.ceil(chip_side / gsd)) + 2
-        acc = StripAccumulator(len(names), strip_rows + int(np.ceil(chip_side / gsd)), width)
+        acc = StripAccumulator(len(names), min(height, strip_rows + int(np.ceil(chip_side / gsd))),
+                               width)  # a strip never taller than the map
         total = sum(len(r) for r in rows)
         output = Path(output)
         with _map_writer(output, geo, gsd, width, height, bands) as write:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from atomizer.atoms.atomset import AtomSet
-from atomizer.errors import WindowError
+from atomizer.errors import ConfigError, ModalityError, WindowError
 from atomizer.readers.base import PixelWindow, ReadOptions
 
 #: Widest block (finest-grid pixels) read at once, and most finest-grid pixels in one block:
@@ -115,7 +115,18 @@ def scene_geometry(
         for b in report.bands:
             ds = stack.enter_context(rasterio.open(b.href))
             t = ds.transform
-            grids.append((abs(t.a), t.c, t.f, ds.width, ds.height, ds.crs))
+            if not (t.a > 0 and t.e < 0 and t.b == 0 and t.d == 0):
+                raise WindowError(
+                    f"{b.href}: its grid is not north-up (geotransform {tuple(t)[:6]}): maps and "
+                    "windows need columns running east and rows south; warp it first "
+                    "(gdalwarp -t_srs <its CRS> in.tif out.tif)"
+                )
+            if abs(t.a + t.e) > 1e-6 * t.a:
+                raise WindowError(
+                    f"{b.href}: its pixels are not square ({t.a:g} x {-t.e:g} m): windows of "
+                    "--chip-m metres need square pixels; resample it first (gdalwarp -tr X X)"
+                )
+            grids.append((t.a, t.c, t.f, ds.width, ds.height, ds.crs))
     gsd, x0, y0, width, height, crs = min(grids, key=lambda g: g[0])
     return SceneGeometry(
         crs=crs,
@@ -141,8 +152,9 @@ def _offsets(extent_px: int, size_px: int, stride_px: int) -> list[int]:
 
 def window_grid(geo: SceneGeometry, *, chip_m: float, stride_m: float) -> list[list[Window]]:
     """Rows of windows of ``chip_m`` metres every ``stride_m`` metres covering the whole scene."""
-    if not (chip_m > 0 and stride_m > 0):
-        raise WindowError(f"--chip-m {chip_m:g} and --stride-m {stride_m:g} must both be > 0")
+    if not all(math.isfinite(v) and v > 0 for v in (chip_m, stride_m)):
+        raise WindowError(f"--chip-m {chip_m:g} and --stride-m {stride_m:g} must both be > 0 "
+                          "(finite metres)")
     size_px = int(round(chip_m / geo.gsd_m))
     if size_px < 1:
         raise WindowError(
@@ -305,6 +317,8 @@ def forward_chips(
 
     from atomizer.atoms.batch import collate_atoms
 
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     out: list[np.ndarray | None] = [None] * len(chips)
     todo = [i for i, c in enumerate(chips) if len(c)]
     with torch.no_grad():
@@ -312,8 +326,21 @@ def forward_chips(
             part = todo[s : s + batch_size]
             rows = forward(collate_atoms([chips[i] for i in part]).to(device))
             for i, row in zip(part, rows):
+                if not np.isfinite(row).all():
+                    raise ModalityError(_non_finite_output(chips[i]))
                 out[i] = row
     return out
+
+
+def _non_finite_output(chip: AtomSet) -> str:
+    """Why a chip's model output is NaN or inf, as far as its atoms tell."""
+    values = np.abs(chip.value.astype(np.float64))
+    biggest = float(values.max()) if values.size else 0.0
+    return (
+        f"the model's output is NaN or inf for a chip of {len(chip):,} atoms (largest |value| "
+        f"{biggest:.3g}): its values are far outside what the model was trained on; check the "
+        "sensor's scale and offset (atomizer expects physical units, reflectance 0..1)"
+    )
 
 
 def covered_pixels(

@@ -347,6 +347,27 @@ def _extent_text(bounds: Sequence[tuple[float, float, float, float]], crs: Any) 
     return text
 
 
+def centre_lonlat(crs: Any, x: float, y: float, label: str) -> tuple[float, float]:
+    """The lon/lat of projected point (x, y); a point the CRS cannot place on Earth (georeferencing
+    that puts the image outside the projection's domain) is one ReaderError."""
+    from rasterio.warp import transform
+
+    try:
+        lons, lats = transform(crs, "EPSG:4326", [x], [y])
+        lon, lat = float(lons[0]), float(lats[0])
+    except Exception as exc:  # noqa: BLE001 - GDAL's CPLE_* errors are no RasterioError
+        lon = lat = math.nan
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    else:
+        why = "not a place on Earth"
+    if not (math.isfinite(lon) and math.isfinite(lat) and abs(lat) <= 90):
+        raise ReaderError(
+            f"{label}: its georeferencing puts the image centre ({x:.6g}, {y:.6g}) outside "
+            f"{crs.to_string()}'s valid area ({why}); fix the geotransform (gdal_edit.py -a_ullr)"
+        )
+    return lon, lat
+
+
 def _scene(
     sensor_id: str,
     crs: Any,
@@ -358,10 +379,7 @@ def _scene(
 ) -> SceneMeta:
     lon = lat = None
     if crs is not None:
-        from rasterio.warp import transform
-
-        lons, lats = transform(crs, "EPSG:4326", [cx], [cy])
-        lon, lat = float(lons[0]), float(lats[0])
+        lon, lat = centre_lonlat(crs, cx, cy, source_id or "the image")
     extra: dict[str, Any] = {"reference_centre_m": [cx, cy]}
     if window_desc is not None:
         extra["window"] = window_desc

@@ -268,6 +268,11 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], *, origin:
                 f"tensor {name} has shape {_shape(state[name])} but the model expects "
                 f"{_shape(want)}"
             )
+        elif state[name].dtype != want.dtype:
+            problems.append(
+                f"tensor {name} is {str(state[name].dtype).removeprefix('torch.')} but the model "
+                f"expects {str(want.dtype).removeprefix('torch.')}"
+            )
     problems += [f"tensor {n} {_shape(t)} is not in the model"
                  for n, t in state.items() if n not in expected]
     if problems:
@@ -276,6 +281,12 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], *, origin:
             f"{origin}: weights do not fit model {model_name!r}: {problems[0]}{more}; the "
             "record's model config must describe the model the weights came from"
         )
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{origin}: tensor {name} holds NaN or inf values: the run diverged or the file "
+                "is damaged; use an earlier checkpoint of the run"
+            )
     model.load_state_dict(dict(state))
 
 
