@@ -123,8 +123,30 @@ def load_inference_model(
         return InferenceModel(model.to(device).eval(), name, str(ref.path), None, (), rec, package)
     task = cfg.get("task") or (rec.task.type if rec.task is not None else None)
     n_classes = int(cfg.get("num_classes", 0))
-    names = tuple(package.get("class_names") or class_names_of(rec.experiment, n_classes))
+    if package.get("class_names") is not None:
+        names = check_class_names(package["class_names"], n_classes, f"{ref.path.parent / PACKAGE_META}")
+    elif rec.task is not None and rec.task.class_names and len(rec.task.class_names) == n_classes:
+        names = tuple(rec.task.class_names)
+    else:
+        names = class_names_of(rec.experiment, n_classes)
     return InferenceModel(model.to(device).eval(), name, str(ref.path), task, names, rec, package)
+
+
+def check_class_names(names: Any, n_classes: int, origin: str) -> tuple[str, ...]:
+    """``names`` as a tuple of ``n_classes`` distinct non-empty names; else one CheckpointError."""
+    if not isinstance(names, (list, tuple)) or not all(isinstance(c, str) for c in names):
+        raise CheckpointError(f"{origin}: class_names must be a list of texts")
+    if len(names) != n_classes:
+        raise CheckpointError(
+            f"{origin}: {len(names)} class names for a model of {n_classes} classes; give one "
+            "name per class"
+        )
+    if any(not c.strip() for c in names):
+        raise CheckpointError(f"{origin}: a class name is empty; name every class")
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise CheckpointError(f"{origin}: class names {twice} appear more than once; name each once")
+    return tuple(names)
 
 
 def class_names_of(experiment: dict[str, Any] | None, num_classes: int) -> tuple[str, ...]:

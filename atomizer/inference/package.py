@@ -28,6 +28,7 @@ from atomizer.inference.loading import (
     PACKAGE_META,
     PACKAGE_RECORD,
     PACKAGE_VERSION,
+    check_class_names,
     class_names_of,
     record_path,
 )
@@ -103,11 +104,12 @@ def export_package(
     model = build_model(rec.model_name, dict(rec.model_params), host=host)
     load_weights(model, ckpt.model_state, origin=ckpt.path, model_name=rec.model_name)
     n = int(rec.model_params.get("num_classes", 0))
-    names = list(class_names) if class_names else list(class_names_of(rec.experiment, n))
-    if len(names) != n:
-        raise CheckpointError(
-            f"--classes names {len(names)} classes but the model has {n}; give one name per class"
-        )
+    if class_names:
+        names = list(check_class_names(list(class_names), n, "--classes"))
+    elif rec.task is not None and rec.task.class_names and len(rec.task.class_names) == n:
+        names = list(rec.task.class_names)
+    else:
+        names = list(class_names_of(rec.experiment, n))
     kept = {k: v for k, v in rec.to_json().items() if k in KEPT_FIELDS}
     content = CheckpointContent.model_validate(kept)
     package = package_meta(kept, names, model, rec.checkpoint_id)

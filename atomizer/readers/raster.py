@@ -228,6 +228,12 @@ def _plan(
             f"{label}: band {src.asset_band} was asked for (for {src.band.name}) but {src.href} "
             f"has {ds.count} band(s); fix the band metadata or the band mapping"
         )
+    dtype = ds.dtypes[src.asset_band - 1]
+    if dtype.startswith("complex"):
+        raise ReaderError(
+            f"{label}: {src.href} holds complex pixels ({dtype}), not measured values; convert "
+            "them first (for example their amplitude, gdal_calc.py --calc 'abs(A)')"
+        )
     grid = _grid_of(ds, label)
     if grid is None:
         g = fallback_gsd_m

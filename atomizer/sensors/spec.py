@@ -303,14 +303,20 @@ class SensorSpec(StrictModel):
 
     @model_validator(mode="after")
     def _unique_bands(self) -> SensorSpec:
-        seen: set[str] = set()
+        seen: dict[str, str] = {}  # lower-case name -> name: band lookups ignore case
         keys: dict[str, str] = {}
         for band in self.bands:
-            if band.name in seen:
+            other = seen.get(band.name.lower())
+            if other == band.name:
                 raise ValueError(
                     f"duplicate band name {band.name!r}; every band needs its own name"
                 )
-            seen.add(band.name)
+            if other is not None:
+                raise ValueError(
+                    f"band names {other!r} and {band.name!r} differ only in case, and band names "
+                    "are looked up ignoring case; rename one"
+                )
+            seen[band.name.lower()] = band.name
             for key in band.asset_keys:
                 if key.lower() in keys:
                     raise ValueError(
