@@ -151,10 +151,11 @@ class TaskRunner:
 
         try:
             if self.scheduler is not None:
-                self.client = Client(self.scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+                self.client = Client(self.scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s",
+                                     set_as_default=False)
             else:
                 self.cluster = local_cluster(self.workers)
-                self.client = Client(self.cluster)
+                self.client = Client(self.cluster, set_as_default=False)
         except ValueError as exc:  # distributed's parse of a malformed address
             raise self.error(
                 f"{self.scheduler!r} is not a Dask scheduler address ({exc}); write tcp://HOST:PORT"

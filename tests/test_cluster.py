@@ -105,3 +105,14 @@ def test_thresholds_that_are_not_numbers_are_left_alone(monkeypatch):
     with cluster.task_malloc():
         pass
     assert libc.calls == []
+
+
+def test_a_runner_that_cannot_start_leaves_dask_as_it_was():
+    import dask
+
+    before = dask.config.get("scheduler", None)
+    with pytest.raises(Exception, match="not a Dask scheduler address"):
+        with cluster.TaskRunner(0, "tcp://127.0.0.1"):
+            pass
+    assert dask.config.get("scheduler", None) == before
+    assert dask.delayed(sum)([1, 2]).compute() == 3  # no "distributed scheduler, no Client"
