@@ -27,6 +27,8 @@ FORMAT_NAME = "atomizer.atoms"
 FORMAT_VERSION = 1
 SUFFIX = ".atoms"
 ATOM_ARRAYS = ("value", "band", "x", "y")
+#: The safetensors dtype of each array, as the writer stores it.
+STORED_DTYPES = {"value": "F32", "band": "I16", "x": "F32", "y": "F32"}
 #: Atom positions are metres from the footprint centre: beyond this (half the Earth's
 #: circumference) a position is corrupt, and drawing it would ask for an absurd raster.
 MAX_ABS_POSITION_M = 2.0e7
@@ -167,6 +169,13 @@ class AtomsFile:
                 f"{self.path}: the header announces {n_atoms} atoms but the arrays have shapes "
                 f"{shapes}; the file is corrupt: re-tokenize"
             )
+        for name in ATOM_ARRAYS:  # exactly what the writer stores: a cast would wrap or round
+            got = str(self._handle.get_slice(name).get_dtype())
+            if got != STORED_DTYPES[name]:
+                raise AtomsFormatError(
+                    f"{self.path}: array {name!r} is stored as {got}, not {STORED_DTYPES[name]}; "
+                    "the file is corrupt: re-tokenize"
+                )
 
     @property
     def n_atoms(self) -> int:

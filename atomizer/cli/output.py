@@ -34,7 +34,9 @@ def console():
 
     import sys
 
-    return Console(file=sys.stdout, width=max(100, _terminal_width()))
+    # markup and emoji codes off: names and paths from users' files are printed as they are
+    # (a band named "[/]" broke every table; "[bold]x[/]" printed as x)
+    return Console(file=sys.stdout, width=max(100, _terminal_width()), markup=False, emoji=False)
 
 
 def _terminal_width() -> int:

@@ -227,6 +227,11 @@ def simulate(
         )
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
+    if src["kind"] == "cube" and suffix in (".tif", ".tiff"):  # one file per GSD: each is checked
+        from atomizer.simulate.export import geotiff_paths
+
+        for path in geotiff_paths(output, sorted({b.gsd_m for b in sim.bands})):
+            check_output(path, inputs=[source, sensor, source_sensor], overwrite=overwrite)
     scene = src["scene"] if acquired is None else replace(src["scene"], datetime=acquired)
     written: list[Path] = []
     if src["kind"] == "cube":
@@ -256,6 +261,13 @@ def simulate(
             )
             n_atoms = len(atoms)
             written.append(save_atoms(atoms, output))
+    if n_atoms == 0:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise SimulationError(
+            f"{source}: no valid value is left to write (every simulated value is NaN, no-data or "
+            "past float32's range); check the source's values and units"
+        )
     summary = {
         "source": source,
         "sensor": target.id,

@@ -273,7 +273,7 @@ class _ProgressBar:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(
-                TextColumn("reading {task.description:>4}"),
+                TextColumn("reading {task.description:>4}", markup=False),  # band names: no markup
                 BarColumn(),
                 TextColumn("{task.percentage:>3.0f}% of {task.total:,.0f} pixels"),
                 TimeElapsedColumn(),

@@ -85,6 +85,12 @@ def check_gsd_m(v: float) -> float:
     return v
 
 
+#: Where a tabulated response may lie (band centres' range, with room for the tails).
+RESPONSE_RANGE_NM = (MIN_CENTER_NM / 2, MAX_CENTER_NM * 2)
+#: Largest relative response value accepted (responses are relative; peak 1 is usual).
+MAX_RELATIVE_RESPONSE = 1e6
+
+
 class SpectralResponse(StrictModel):
     """A tabulated relative spectral response: ``value[i]`` at ``wavelength_nm[i]`` (ascending)."""
 
@@ -102,8 +108,18 @@ class SpectralResponse(StrictModel):
             )
         if any(b <= a for a, b in zip(self.wavelength_nm, self.wavelength_nm[1:])):
             raise ValueError("wavelength_nm must be strictly increasing")
+        lo, hi = RESPONSE_RANGE_NM
+        if self.wavelength_nm[0] < lo or self.wavelength_nm[-1] > hi:
+            raise ValueError(
+                f"wavelength_nm spans {self.wavelength_nm[0]:g}-{self.wavelength_nm[-1]:g} nm, "
+                f"outside {lo:g}-{hi:g} nm; give the response in nanometres"
+            )
         if any((not math.isfinite(v)) or v < 0 for v in self.value):
             raise ValueError("response values must be finite and >= 0")
+        if max(self.value) > MAX_RELATIVE_RESPONSE:
+            raise ValueError(
+                f"response values reach {max(self.value):g}; give relative values (peak 1)"
+            )
         if max(self.value) <= 0:
             raise ValueError("response is zero everywhere; give at least one positive value")
         return self

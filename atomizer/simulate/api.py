@@ -12,6 +12,7 @@ not change the result.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
@@ -29,7 +30,7 @@ from atomizer.atoms.atomset import (
 )
 from atomizer.errors import SimulationError
 from atomizer.plugins.host import sensor_spec
-from atomizer.sensors.spec import Band, SensorSpec
+from atomizer.sensors.spec import GSD_RANGE_M, Band, SensorSpec
 from atomizer.simulate.spatial import GSD_RTOL, aggregate
 from atomizer.simulate.spectral import (
     MIN_RESPONSE_COVERAGE,
@@ -182,8 +183,9 @@ class Simulator:
             raise SimulationError(
                 f"bands {', '.join(bands or [])} name a band of {target.id} twice"
             )
-        if gsd_m is not None and not gsd_m > 0:
-            raise SimulationError(f"gsd_m must be positive, got {gsd_m:g}")
+        lo, hi = GSD_RANGE_M
+        if gsd_m is not None and not (math.isfinite(gsd_m) and lo <= gsd_m <= hi):
+            raise SimulationError(f"gsd_m {gsd_m:g} is outside the physical range {lo:g}-{hi:g} m")
         ok, refused = supported_bands(self.table, chosen, min_coverage=min_coverage)
         refused_names = [b.name for b in chosen if b not in ok]
         kept: list[Band] = []

@@ -68,7 +68,7 @@ def progress_bar(enabled: bool):
     )
 
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # names from files are no markup
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
