@@ -9,7 +9,7 @@ import signal
 import stat
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +266,21 @@ def check_figure_path(path: str | os.PathLike) -> Path:
             f"use one of {', '.join(FIGURE_SUFFIXES)}"
         )
     return path
+
+
+def plain_text_figure(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a figure-making function with matplotlib's mathtext off, so names from users' files
+    ("$x$", "$\\foo{$") are drawn as written instead of parsed (or failing to parse) as TeX."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def save_figure(fig, path: str | os.PathLike, *, dpi: int = 150) -> Path:  # noqa: ANN001

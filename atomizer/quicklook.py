@@ -17,7 +17,7 @@ import numpy as np
 
 from atomizer.atoms.atomset import AtomSet
 from atomizer.errors import AtomizerError
-from atomizer.io import check_figure_path, save_figure
+from atomizer.io import check_figure_path, plain_text_figure, save_figure
 
 #: Percentiles of each channel mapped to black and white.
 STRETCH_PERCENTILES = (2.0, 98.0)
@@ -135,6 +135,7 @@ def _km(extent: tuple[float, float, float, float]) -> tuple[float, float, float,
     return tuple(v / 1000.0 for v in extent)  # type: ignore[return-value]
 
 
+@plain_text_figure
 def plot_quicklook(
     atoms: AtomSet,
     path: str | Path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from atomizer.io import check_figure_path, save_figure
+from atomizer.io import check_figure_path, plain_text_figure, save_figure
 from atomizer.sensors.spec import SensorSpec
 
 #: Named regions shaded behind the bands, in nm.
@@ -21,6 +21,7 @@ NICE_TICKS_NM = (400, 500, 600, 700, 800, 1000, 1200, 1500, 2000, 2500, 3000, 40
                  10000, 15000)
 
 
+@plain_text_figure
 def plot_sensor_bands(
     specs: Sequence[SensorSpec], output: str | Path, *, log_x: bool = True, dpi: int = 150
 ) -> Path:

@@ -47,6 +47,10 @@ def is_spec_path(ref: object) -> bool:
     return isinstance(ref, (str, os.PathLike)) and os.fspath(ref).lower().endswith(SPEC_SUFFIXES)
 
 
+#: Longest ``extends:`` chain (each link is one recursion; real chains are 1-3 deep).
+MAX_EXTENDS_DEPTH = 32
+
+
 def resolve_extends(
     raw: RawSpec,
     find: Callable[[str], RawSpec | None],
@@ -73,6 +77,12 @@ def resolve_extends(
         raise SpecError(
             f"{top.origin}: extends: circular 'extends' chain {' -> '.join((*chain, key))}; "
             "break the cycle",
+            source=top.origin,
+        )
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        raise SpecError(
+            f"{top.origin}: extends: the chain is more than {MAX_EXTENDS_DEPTH} specs deep "
+            f"({' -> '.join(chain[:3])} -> ...); extend the base spec more directly",
             source=top.origin,
         )
     parent = find(key)
