@@ -149,6 +149,8 @@ class TaskRunner:
             return self
         from distributed import Client
 
+        if self.scheduler is not None:
+            self._check_address()
         try:
             if self.scheduler is not None:
                 self.client = Client(self.scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s",
@@ -156,16 +158,28 @@ class TaskRunner:
             else:
                 self.cluster = local_cluster(self.workers)
                 self.client = Client(self.cluster, set_as_default=False)
-        except ValueError as exc:  # distributed's parse of a malformed address
-            raise self.error(
-                f"{self.scheduler!r} is not a Dask scheduler address ({exc}); write tcp://HOST:PORT"
-            ) from None
         except (OSError, TimeoutError) as exc:
             raise self.error(
                 f"cannot reach the Dask scheduler {self.scheduler or '(local)'} ({exc}); check "
                 "the address (tcp://HOST:PORT) and that the scheduler is running"
             ) from None
         return self
+
+    def _check_address(self) -> None:
+        """A malformed scheduler address is refused before any Client exists (a Client that fails
+        half-way and is collected later can hang the next one's start)."""
+        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import get_backend
+
+        try:
+            scheme, location = parse_address(str(self.scheduler))
+            get_backend(scheme)
+            if scheme in ("tcp", "tls"):
+                parse_host_port(location)
+        except ValueError as exc:
+            raise self.error(
+                f"{self.scheduler!r} is not a Dask scheduler address ({exc}); write tcp://HOST:PORT"
+            ) from None
 
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
@@ -191,7 +205,7 @@ class TaskRunner:
         futures = {self.client.submit(_in_task, fn, t, *args, key=key(t), pure=False): t
                    for t in tasks}
         try:
-            for fut in as_completed(futures):
+            for fut in as_completed(futures, loop=self.client.loop):  # not the default client
                 yield futures[fut], fut.result()
         finally:  # tasks not run yet (a failure or an interrupt stopped the loop): one call;
             # cancelling each future, done ones included, cost a scheduler round trip each

@@ -117,6 +117,9 @@ def rgb_composite(
     bottom = min(r.extent[2] for r in rasters)
     top = max(r.extent[3] for r in rasters)
     px = finest.gsd_m * finest.step
+    # the three bands' joint extent may be far larger than each one's: keep the grid under
+    # max_side pixels a side, like each band's own panel
+    px = max(px, (top - bottom) / max_side, (right - left) / max_side)
     shape = (max(1, round((top - bottom) / px)), max(1, round((right - left) / px)))
     extent = (left, right, bottom, top)
     channels = [stretch(_on_grid(r, extent, shape)) for r in rasters]

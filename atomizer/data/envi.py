@@ -41,6 +41,9 @@ UNIT_TO_NM = {
     "um": 1000.0,
     "\u00b5m": 1000.0,
 }
+#: Allowed values of the integer header keys.
+INT_RANGES = {"samples": (1, 10**6), "lines": (1, 10**9), "bands": (1, 10**6),
+              "header offset": (0, 2**40), "data type": (0, 100), "byte order": (0, 1)}
 #: Without units, wavelengths below this are taken as micrometres.
 MAX_MICROMETRE_VALUE = 100.0
 
@@ -93,23 +96,35 @@ def find_header(path: str | Path) -> tuple[Path, Path]:
 
 
 def read_header(path: str | Path) -> dict[str, str | list[str]]:
-    """Keys (lower-case) -> value; ``{a, b, c}`` values become lists of stripped strings."""
+    """Keys (lower-case) -> value; ``{a, b, c}`` values (which may span lines) become lists of
+    stripped strings. Read within the YAML size limit, line by line (linear time)."""
+    from atomizer.documents import read_bytes
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise DatasetError(f"cannot read ENVI header {path}: {exc.strerror or exc}") from None
+    text = read_bytes(path, limit_name="yaml_bytes", what="ENVI header", error=DatasetError).decode(
+        "utf-8", errors="replace"
+    )
     if not text.lstrip().startswith("ENVI"):
         raise DatasetError(f"{path}: not an ENVI header (it must start with 'ENVI')")
     out: dict[str, str | list[str]] = {}
-    for match in re.finditer(
-        r"^\s*([^=\n]+?)\s*=\s*(\{.*?\}|[^\n]*)", text, flags=re.MULTILINE | re.DOTALL
-    ):
-        key, value = match.group(1).strip().lower(), match.group(2).strip()
+    lines = iter(text.splitlines())
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            continue
+        value = value.strip()
         if value.startswith("{"):
-            out[key] = [v.strip() for v in value[1:-1].split(",")]
+            parts = [value]
+            while "}" not in parts[-1]:
+                nxt = next(lines, None)
+                if nxt is None:
+                    raise DatasetError(f"{path}: the value of '{key.strip()}' opens '{{' but never closes it")
+                parts.append(nxt)
+            body = " ".join(parts)
+            body = body[1 : body.index("}")]
+            out[key.strip().lower()] = [v.strip() for v in body.split(",")]
         else:
-            out[key] = value
+            out[key.strip().lower()] = value
     return out
 
 
@@ -119,11 +134,15 @@ def _int(header: dict, key: str, path: Path, default: int | None = None) -> int:
             return default
         raise DatasetError(f"{path}: ENVI header has no '{key}'")
     try:
-        return int(str(header[key]))
+        value = int(str(header[key]))
     except ValueError:
         raise DatasetError(
-            f"{path}: ENVI header '{key}' is not an integer: {header[key]!r}"
+            f"{path}: ENVI header '{key}' is not an integer: {str(header[key])[:40]!r}"
         ) from None
+    lo, hi = INT_RANGES.get(key, (-(2**31), 2**31))
+    if not lo <= value <= hi:
+        raise DatasetError(f"{path}: ENVI header '{key}' is {value}, outside {lo}..{hi}")
+    return value
 
 
 def _floats(header: dict, key: str, path: Path) -> np.ndarray:
@@ -166,6 +185,14 @@ def read_envi_library(path: str | Path) -> SpectralLibrary:
         factor = UNIT_TO_NM[units]
     else:
         factor = 1000.0 if wl.max() < MAX_MICROMETRE_VALUE else 1.0
+    from atomizer.sensors.spec import RESPONSE_RANGE_NM
+
+    lo, hi = RESPONSE_RANGE_NM
+    if not (np.isfinite(wl).all() and wl.min() * factor >= lo and wl.max() * factor <= hi):
+        raise DatasetError(
+            f"{header_path}: wavelengths must be finite and lie within {lo:g}-{hi:g} nm; got "
+            f"{wl.min() * factor:g}-{wl.max() * factor:g} nm"
+        )
     fwhm = _floats(h, "fwhm", header_path) * factor if "fwhm" in h else None
     if fwhm is not None and fwhm.size != samples:
         raise DatasetError(f"{header_path}: {fwhm.size} FWHM values for {samples} channels")
