@@ -83,6 +83,15 @@ def check(name: str, got: int | float, *, subject: str) -> None:
         raise exceeded(name, got, subject=subject)
 
 
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a stand-in when the object's own ``__repr__`` fails (a plugin's object
+    may raise anything)."""
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001
+        return f"<{type(value).__name__} whose repr failed>"
+
+
 def clip_text(text: object, *, max_chars: int | None = None) -> str:
     """``text`` for an error message: control characters escaped, cut to the ``text_chars`` limit
     with the full length said."""

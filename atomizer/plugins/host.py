@@ -21,7 +21,7 @@ from typing import Any
 import pluggy
 
 from atomizer.errors import AtomizerError, PluginError
-from atomizer.limits import clip_text
+from atomizer.limits import clip_text, safe_repr
 from atomizer.plugins import hookspecs
 from atomizer.plugins.components import ComponentRegistry
 
@@ -40,8 +40,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 )
 
 #: What a third-party plugin may raise at import or in a hook without taking atomizer down: any
-#: exception, and SystemExit / KeyboardInterrupt raised by its own code (``sys.exit()``).
-PLUGIN_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+#: exception, SystemExit / KeyboardInterrupt raised by its own code (``sys.exit()``), and any
+#: other BaseException subclass it defines.
+PLUGIN_FAILURES = (BaseException,)
 
 
 def _reason(exc: BaseException) -> str:
@@ -161,7 +162,7 @@ class PluginHost:
             self._warn(message)
 
     def _bad_registration(self, plugin: str, hook: str, expected: str, values: tuple) -> None:
-        got = ", ".join(clip_text(repr(v), max_chars=60) for v in values) or "nothing"
+        got = ", ".join(clip_text(safe_repr(v), max_chars=60) for v in values) or "nothing"
         message = (f"plugin {plugin!r} called register({got}) in {hook}; it takes {expected}; "
                    "skipped")
         if plugin in BUILTIN_PLUGINS:

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-from atomizer.errors import ReaderError, WindowError
+from atomizer.errors import AtomizerError, ReaderError, WindowError
+from atomizer.limits import clip_text
 
 if TYPE_CHECKING:
     from atomizer.atoms.atomset import AtomSet
@@ -262,7 +263,7 @@ def reader_for(source: str | Path, readers: Any, *, name: str | None = None) -> 
     When several readers accept a source, built-in readers win over later ones.
     """
     if name is not None:
-        return readers.get(name)
+        return _guarded(name, readers.get(name))
     accepting = [n for n in readers.names() if _accepts(readers, n, str(source))]
     if not accepting:
         claims = (
@@ -276,7 +277,42 @@ def reader_for(source: str | Path, readers: Any, *, name: str | None = None) -> 
     for preferred in ("stac", "geotiff"):
         if preferred in accepting:
             return readers.get(preferred)
-    return readers.get(accepting[0])
+    return _guarded(accepting[0], readers.get(accepting[0]))
+
+
+def _guarded(name: str, reader: Any) -> Any:
+    """``reader``, or for a third-party one a wrapper whose failures are one ReaderError naming
+    the plugin's reader (a plugin's bug must not end in a traceback); a registered object without
+    a ``read`` method is refused."""
+    if not callable(getattr(reader, "read", None)):
+        raise ReaderError(
+            f"reader {name!r} is a {type(reader).__name__}, not a reader (it has no read method); "
+            "fix or uninstall the plugin that registered it"
+        )
+    if type(reader).__module__.split(".")[0] == "atomizer":
+        return reader
+    return _PluginReader(name, reader)
+
+
+class _PluginReader:
+    """A third-party reader whose ``read`` failures become one :class:`ReaderError`."""
+
+    def __init__(self, name: str, reader: Any) -> None:
+        self._name, self._reader = name, reader
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._reader, attr)
+
+    def read(self, source: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._reader.read(source, *args, **kwargs)
+        except AtomizerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any bug of a plugin's reader
+            raise ReaderError(
+                f"reader {self._name!r} (a plugin) failed on {source}: {type(exc).__name__}: "
+                f"{clip_text(str(exc), max_chars=200)}; report it to the plugin's authors"
+            ) from None
 
 
 _DIGITS = re.compile(r"0*(\d+)")

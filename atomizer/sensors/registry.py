@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from atomizer.errors import DuplicateSensorError, SpecError, UnknownSensorError
-from atomizer.limits import clip_text
+from atomizer.limits import clip_text, safe_repr
 from atomizer.sensors.loader import RawSpec, read_raw_spec, spec_to_dict, validate_raw
 from atomizer.sensors.resolve import is_spec_path, resolve_extends
 from atomizer.sensors.spec import SensorSpec
@@ -215,7 +215,7 @@ def raw_from_registration(item: Any, *, provider: str) -> list[RawSpec]:
     paths = _spec_paths(item)
     if paths is None:
         raise SpecError(
-            f"plugin {provider!r} registered {clip_text(repr(item), max_chars=60)}, which is not a "
+            f"plugin {provider!r} registered {clip_text(safe_repr(item), max_chars=60)}, which is not a "
             "sensor spec; register a SensorSpec, a dict, or the path of a YAML file or folder"
         )
     return [read_raw_spec(p) for p in paths]
