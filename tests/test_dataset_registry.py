@@ -194,3 +194,27 @@ def test_unknown_plugin_dataset_is_one_error_line(tmp_path):
     )
     assert "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"stride_px": "abc"}, "data.options.stride_px: input should be a valid integer"),
+    ({"stride_px": "1e9"}, "data.options.stride_px"),
+    ({"patch_size_px": 2.5}, "fractional part"),
+    ({"fractions": {"train": 2}}, "data.options.fractions"),
+    ({"seed": "abc"}, "data.options.seed"),
+])
+def test_dataset_options_of_the_wrong_type_are_one_config_error(options, message):
+    from atomizer.errors import ConfigError
+    from atomizer.training.config import DataConfig
+    from atomizer.training.datasets import DatasetBuilder
+
+    with pytest.raises(ConfigError, match=message):
+        DatasetBuilder(DataConfig(dataset="indian-pines", options=options))
+
+
+def test_dataset_options_of_the_right_type_pass_the_check():
+    from atomizer.training.config import DataConfig
+    from atomizer.training.datasets import DatasetBuilder
+
+    DatasetBuilder(DataConfig(dataset="indian-pines",
+                              options={"stride_px": 2, "blocks": [4, 4], "fractions": [0.5, 0.2, 0.3]}))

@@ -9,7 +9,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atomizer.errors import ConfigError
+from atomizer.errors import AtomizerError, ConfigError
 from atomizer.training.config import (
     ExperimentConfig,
     apply_overrides,
@@ -215,3 +215,15 @@ def test_modality_key_ignores_band_order_and_case():
     a = ExperimentConfig.model_validate(BASE).train_modalities[0]
     b = a.model_copy(update={"bands": ("b03", "B02")})
     assert modality_key(a) == modality_key(b)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"optimizer": {"base_lr": 1e300}}, "less than or equal to 100"),
+    ({"models": [{"name": "atomizer", "label": "../elsewhere"}]}, "should match pattern"),
+    ({"models": [{"name": "atomizer", "label": "/tmp/x"}]}, "should match pattern"),
+])
+def test_values_that_overflow_or_escape_the_output_folder_are_refused(change, message):
+    from atomizer.training.config import validate_config
+
+    with pytest.raises(AtomizerError, match=message):
+        validate_config({**BASE, **change}, origin="exp.yaml")

@@ -52,7 +52,7 @@ def _device_option(f):
     "model_name",
     help="Model entry (label or name) to train; needed when the config lists several.",
 )
-@click.option("--seed", type=int, help="Seed (default: the config's first seed).")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed (default: the config's first seed).")
 @click.option(
     "--resume", is_flag=True, help="Continue the run in the output folder where it stopped."
 )

@@ -268,6 +268,8 @@ class IndianPines(AtomDataset):
         self.split = check_split(split, allow_none=False)
         if patch_size_px < 1 or stride_px < 1:
             raise DatasetError("patch_size_px and stride_px must be at least 1")
+        if seed < 0:
+            raise DatasetError(f"seed must be >= 0, got {seed}")
         self.scene = scene or IndianPinesScene.load(
             root, spec=spec, host=host, normalization=normalization
         )

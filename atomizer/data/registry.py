@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from atomizer.errors import ConfigError, DatasetError
+from atomizer.limits import clip_text
 
 #: Keywords the experiment sets itself; ``data.options`` may not give them.
 RESERVED_OPTIONS = ("split", "modality", "host", "root", "scene", "cache")
@@ -52,6 +53,8 @@ class DatasetFactory:
     description: str = ""
     options: tuple[str, ...] | None = None
     path: str = "optional"
+    #: The callable (a class: its constructor) whose annotations type the options, if any.
+    typed_by: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         if self.path not in ("required", "optional", "unused"):
@@ -69,6 +72,8 @@ class DatasetFactory:
                     f"data.options.{key}: not an option of dataset {name!r}; accepted: "
                     f"{', '.join(self.options) or 'none'}"
                 )
+        if self.typed_by is not None:
+            _check_option_types(self.typed_by, data.options)
         if data.path is None:
             if self.path == "required":
                 raise ConfigError(f"data.path: the {name} dataset needs the path of its folder")
@@ -84,6 +89,37 @@ class DatasetFactory:
         self, data: Any, *, split: str, modality: Any, host: Any, cache: dict[str, Any]
     ) -> Any:
         return self.build(data, split=split, modality=modality, host=host, cache=cache)
+
+
+def _check_option_types(target: Callable[..., Any], options: dict[str, Any]) -> None:
+    """Each option against its parameter's annotation in ``target``: a wrong type is one
+    ConfigError naming the option (not a TypeError deep in the dataset)."""
+    import typing
+
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except Exception:  # noqa: BLE001 - annotations that cannot be resolved are not checked
+        return
+    for key, value in options.items():
+        hint = hints.get(key)
+        if hint is None or hint is typing.Any:
+            continue
+        try:
+            adapter = TypeAdapter(hint)
+        except Exception:  # noqa: BLE001 - a type pydantic cannot check
+            continue
+        try:
+            adapter.validate_python(value)
+            if isinstance(value, str):  # text where a number is meant ("1e9" read as text)
+                adapter.validate_python(value, strict=True)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ConfigError(
+                f"data.options.{key}: {first['msg'].lower()} (got "
+                f"{clip_text(repr(value), max_chars=60)})"
+            ) from None
 
 
 def as_factory(item: Any, name: str) -> DatasetFactory:
@@ -112,7 +148,7 @@ def dataset_class(
         return cls(**where, split=split, modality=modality, host=host, **data.options)
 
     doc = description or (inspect.getdoc(cls) or "").split("\n")[0]
-    return DatasetFactory(build, doc, keyword_options(cls), path)
+    return DatasetFactory(build, doc, keyword_options(cls), path, typed_by=cls)
 
 
 # --- the built-in datasets ------------------------------------------------------------------------
@@ -143,6 +179,7 @@ def builtin_datasets() -> dict[str, DatasetFactory]:
             "Indian Pines AVIRIS patches, spatially disjoint splits (any sensor by simulation)",
             keyword_options(IndianPines),
             "optional",
+            typed_by=IndianPines,
         ),
         "bigearthnet": dataset_class(
             BigEarthNet, description="BigEarthNet v1 / v2 folders, 19-class multi-label",

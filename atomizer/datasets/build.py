@@ -47,7 +47,7 @@ def run_task(task: ShardTask, out: str) -> dict[str, Any]:
 
     Runs on a Dask worker: everything it needs is in ``task``; it never raises for bad input.
     """
-    from atomizer.datasets.remote import gdal_env
+    from atomizer.readers.remote import gdal_env
 
     req = task.request
     try:

@@ -25,7 +25,7 @@ from atomizer.evaluation.knn import KNN_KS, KNN_TEMPERATURE
 from atomizer.evaluation.probe import LINEAR_MAX_ITER
 from atomizer.pretrain.augment import AugmentConfig
 from atomizer.pretrain.losses import INIT_TEMPERATURE, SATMIPS_LAMBDA, SIMCLR_TEMPERATURE
-from atomizer.training.config import LR_REFERENCE_BATCH
+from atomizer.training.config import LR_REFERENCE_BATCH, MAX_BASE_LR
 from atomizer.training.overrides import apply_overrides  # noqa: F401 - re-exported
 
 #: Method labels a config may list (see :func:`atomizer.pretrain.losses.parse_method_label`).
@@ -65,7 +65,7 @@ class ChipSourceConfig(StrictModel):
 class DataConfig(StrictModel):
     root: str = Field("../../shared/data", description="Relative to the config file.")
     sources: list[ChipSourceConfig] = Field(min_length=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
 class ComponentConfig(StrictModel):
@@ -78,7 +78,7 @@ class OptimConfig(StrictModel):
 
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=2)
-    base_lr: float = Field(1e-3, gt=0)
+    base_lr: float = Field(1e-3, gt=0, le=MAX_BASE_LR)
     weight_decay: float = Field(0.05, ge=0)
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = Field(1e-8, gt=0)
@@ -114,7 +114,7 @@ class PretrainConfig(StrictModel):
     """A SatMIP / SatMIPS / SimCLR pretraining run (or a comparison of several methods)."""
 
     name: str = Field(min_length=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     methods: list[str] = Field(default_factory=lambda: ["satmips-coupled"], min_length=1)
     lambda_simclr: float = Field(SATMIPS_LAMBDA, ge=0)
     simclr_temperature: float = Field(SIMCLR_TEMPERATURE, gt=0)

@@ -25,6 +25,7 @@ from atomizer.errors import ReaderError
 from atomizer.readers.base import BandReading, ProgressCallback
 from atomizer.readers.gdal_errors import watcher
 from atomizer.readers.plan import BandPlan
+from atomizer.readers.remote import gdal_env, is_remote
 
 #: Elements converted at a time (bounds the float64 and index temporaries).
 CHUNK_ELEMENTS = 1 << 20
@@ -245,8 +246,9 @@ def _read_file(
     """Read the bands ``indices`` (all of one file) into ``slots``, one file opened and closed
     here; a failure goes to every remaining slot of the file."""
     files: dict[str, Any] = {}
+    remote = any(is_remote(plans[i].source.href) for i in indices)
     try:
-        with _decode_env():  # rasterio's settings are per thread
+        with _decode_env(remote):  # rasterio's settings are per thread
             _read_group(plans, indices, readings, slots, files)
     finally:
         _close(files)
@@ -323,11 +325,15 @@ def _read_band(
     return _reduce(plane, mask, plan, reading)
 
 
-def _decode_env() -> Any:
-    """The rasterio environment of a read: GDAL's decoding threads (see :func:`_decode_threads`).
-    Entered once per read or per reading thread, not per band (entering one costs ~0.1 ms)."""
+def _decode_env(remote: bool = False) -> Any:
+    """The rasterio environment of a read: GDAL's decoding threads (see :func:`_decode_threads`),
+    and for a remote file the project's HTTP settings (timeouts, retries: a stalled server is an
+    error, not a hang). Entered once per read or per reading thread, not per band (entering one
+    costs ~0.1 ms)."""
     import rasterio
 
+    if remote:
+        return gdal_env(GDAL_NUM_THREADS=_decode_threads())
     return rasterio.Env(GDAL_NUM_THREADS=_decode_threads())
 
 

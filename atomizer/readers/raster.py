@@ -29,6 +29,7 @@ from atomizer.readers.base import (
 )
 from atomizer.readers.pixels import rasterio_message, read_atoms
 from atomizer.readers.plan import BandPlan, BandSource, _Grid
+from atomizer.readers.remote import gdal_env, is_remote
 from atomizer.sensors.spec import check_gsd_m, check_offset, check_scale
 
 #: Points per edge used when projecting a lon/lat bbox (its edges curve in a projected CRS).
@@ -284,7 +285,9 @@ def read_sources(
         raise ReaderError(
             f"band(s) {sorted({n for n in names if names.count(n) > 1})} are read twice"
         )
-    plans = plan_sources(sources)
+    remote = any(is_remote(s.href) for s in sources)
+    with gdal_env() if remote else contextlib.nullcontext():  # opening a remote file: HTTP settings
+        plans = plan_sources(sources)
     crss = {p.crs.to_string() if p.crs else None for p in plans}
     if len(crss) > 1:
         raise ReaderError(

@@ -36,6 +36,8 @@ from atomizer.training.overrides import (  # parse_override is re-exported for c
 )
 from atomizer.training.sweep_config import SweepConfig
 
+#: Largest base learning rate accepted (a huge finite one overflowed AdamW's step).
+MAX_BASE_LR = 100.0
 #: The reference batch size of the linear learning-rate scaling rule lr = base_lr * batch / 256.
 LR_REFERENCE_BATCH = 256
 #: Numeric precision of training and evaluation (see ``ExperimentConfig.precision``).
@@ -77,7 +79,9 @@ class ModelEntry(StrictModel):
 
     name: str = Field(min_length=1)
     config: dict[str, Any] = Field(default_factory=dict)
-    label: str | None = Field(default=None, description="Row label in tables (default: name).")
+    label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                              description="Row label in tables and the run's folder name "
+                                          "(default: name).")
 
     @property
     def row(self) -> str:
@@ -87,7 +91,8 @@ class ModelEntry(StrictModel):
 class OptimizerConfig(StrictModel):
     """AdamW with lr = base_lr * batch_size / 256, linear warmup, then cosine decay."""
 
-    base_lr: float = Field(default=1e-3, gt=0, description="Learning rate at batch size 256.")
+    base_lr: float = Field(default=1e-3, gt=0, le=MAX_BASE_LR,
+                           description="Learning rate at batch size 256.")
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(default=1e-8, gt=0)
     weight_decay: float = Field(default=0.05, ge=0)

@@ -1,8 +1,9 @@
 """GDAL settings for reading imagery over HTTP(S) and object stores, applied by the project.
 
-Chips are read from remote Cloud-Optimized GeoTIFFs through GDAL's ``/vsicurl/`` with windowed range
-requests. These options are set through :class:`rasterio.Env` around every read of a build (they
-override whatever the user's environment says, for the duration of the read only):
+Remote Cloud-Optimized GeoTIFFs are read through GDAL's ``/vsicurl/`` with windowed range requests.
+These options are set through :class:`rasterio.Env` around every read of a remote file, by dataset
+builds, ``tokenize``, ``predict`` and ``embed`` alike (they override whatever the user's
+environment says, for the duration of the read only):
 
 - ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR``: opening a file never lists its folder (one request
   instead of hundreds on a bucket);
@@ -30,8 +31,14 @@ CLOUD_GDAL_OPTIONS: dict[str, str] = {
 }
 
 
-def gdal_env() -> Any:
-    """A :class:`rasterio.Env` with :data:`CLOUD_GDAL_OPTIONS` (use as a context manager)."""
+def gdal_env(**extra: Any) -> Any:
+    """A :class:`rasterio.Env` with :data:`CLOUD_GDAL_OPTIONS` and ``extra`` (a context manager)."""
     import rasterio
 
-    return rasterio.Env(**CLOUD_GDAL_OPTIONS)
+    return rasterio.Env(**CLOUD_GDAL_OPTIONS, **extra)
+
+
+def is_remote(href: str) -> bool:
+    """Whether ``href`` is read over a network (``http(s)://``, ``s3://``, ``/vsicurl/``...)."""
+    text = str(href)
+    return "://" in text or text.startswith("/vsi") and not text.startswith("/vsimem/")
