@@ -141,7 +141,8 @@ def sensor_specs(
 ) -> SensorSpec:
     """A valid :class:`SensorSpec` with ``min_bands``..``max_bands`` uniquely named bands."""
     n = draw(st.integers(min_bands, max_bands))
-    names = draw(st.lists(band_names(), min_size=n, max_size=n, unique=True))
+    # unique ignoring case: band lookups ignore case, so specs refuse names differing only in case
+    names = draw(st.lists(band_names(), min_size=n, max_size=n, unique_by=str.lower))
     strat = band_strategy if band_strategy is not None else bands(with_response=None)
     table = [draw(strat).model_copy(update={"name": nm}) for nm in names]
     return SensorSpec(
