@@ -348,18 +348,24 @@ def class_names(labels: Sequence[Label], spec: DatasetSpec) -> tuple[list[str], 
 # --- matching and splits --------------------------------------------------------------------------
 def pair_labels(items: Sequence[ItemRef], labels: Sequence[Label], spec: DatasetSpec) -> Pairing:
     """Each label with every item whose footprint holds it (and within ``max_days``)."""
+    import shapely
     from shapely import STRtree
-    from shapely.geometry import Point
 
     tree = STRtree([it.geometry for it in items])
     by_id = {it.id: k for k, it in enumerate(items)}
     out = Pairing()
     max_days = spec.match.max_days
-    for lb in labels:
-        if not usable_position(lb):
+    placed = [i for i, lb in enumerate(labels) if usable_position(lb)]
+    found: dict[int, list[int]] = {i: [] for i in placed}
+    if placed:  # one query for all labels: (label, item) pairs whose footprint holds the point
+        points = shapely.points([labels[i].lon for i in placed], [labels[i].lat for i in placed])
+        for q, k in zip(*tree.query(points, predicate="intersects").tolist()):
+            found[placed[q]].append(k)
+    for i, lb in enumerate(labels):
+        if i not in found:
             out.unmatched.append((lb, f"its position (lon {lb.lon}, lat {lb.lat}) is not a place on Earth"))
             continue
-        hits = sorted(int(k) for k in tree.query(Point(lb.lon, lb.lat), predicate="intersects"))
+        hits = sorted(found[i])
         if lb.item_id is not None:
             if lb.item_id not in by_id:
                 out.unmatched.append((lb, f"its item_id {lb.item_id!r} is not among the items"))
