@@ -31,6 +31,9 @@ TASK_MMAP_THRESHOLD = 16 << 20
 TASK_TRIM_THRESHOLD = 32 << 20
 #: glibc's mmap threshold when none is set.
 _GLIBC_MMAP_THRESHOLD = 128 << 10
+#: Tasks inside :func:`task_malloc` now (threads of one worker), and the lock that guards it.
+_malloc_lock = threading.Lock()
+_tasks_raised = 0
 
 
 #: Dask settings of the local clusters started here. Their tasks are coarse (a shard, a training
@@ -98,9 +101,6 @@ def task_malloc() -> Iterator[None]:
                 libc.mallopt(_M_MMAP_THRESHOLD, restore[0])
                 libc.mallopt(_M_TRIM_THRESHOLD, restore[1])
 
-
-_malloc_lock = threading.Lock()
-_tasks_raised = 0
 
 
 def _fixed_thresholds() -> tuple[int, int] | None:

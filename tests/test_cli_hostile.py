@@ -106,7 +106,7 @@ def test_an_extends_chain_too_deep_is_one_skipped_spec(tmp_path):
 
 
 def test_simulate_refuses_a_gsd_atomizer_cannot_read(tmp_path):
-    cube = np.full((2, 4, 4), 0.3, dtype="float32")
+    cube = np.full((4, 4, 2), 0.3, dtype="float32")  # rows, columns, channels
     np.save(tmp_path / "cube.npy", cube)
     src = _spec(tmp_path, {**SPEC, "id": "src", "bands": [
         {"name": "a", "center_wavelength_nm": 660.0, "fwhm_nm": 60.0, "gsd_m": 10.0},
@@ -186,3 +186,15 @@ def test_an_object_whose_repr_fails_is_reported_not_raised():
 
     assert safe_repr(Evil()) == "<Evil whose repr failed>"
     assert json.loads(json.dumps(safe_repr(Evil())))
+
+
+def test_simulate_with_nothing_valid_left_fails_and_writes_nothing(tmp_path):
+    np.save(tmp_path / "cube.npy", np.full((4, 4, 2), np.nan, dtype="float32"))
+    src = _spec(tmp_path, {**SPEC, "id": "src", "bands": [
+        {"name": "a", "center_wavelength_nm": 660.0, "fwhm_nm": 60.0, "gsd_m": 10.0},
+        {"name": "b", "center_wavelength_nm": 840.0, "fwhm_nm": 120.0, "gsd_m": 10.0}]}, "src.yaml")
+    out = tmp_path / "o.atoms"
+    result = invoke(make_host(tmp_path), ["simulate", tmp_path / "cube.npy", "--source-sensor", src,
+                                          "-s", "sentinel2a", "--bands", "B04", "-o", out])
+    assert result.exit_code == 1 and "no valid value is left" in errors(result)[0], result.output
+    assert not out.exists()

@@ -76,3 +76,24 @@ def test_percentiles_are_bin_centres_and_zero_stays_zero():
     got = S.atom_stats(value, np.zeros(value.size, dtype=np.int16), ["b0"])["b0"].summary()
     assert got["p2"] == 0.0 and math.copysign(1, got["p2"]) == 1
     assert got["p98"] == pytest.approx(1.0, rel=2**-8)
+
+
+@pytest.mark.parametrize("size", [8, 256])  # 8 x 8: float conversion; 256 x 256: DN lookup table
+def test_values_past_float32_are_dropped_on_both_conversion_paths(size):
+    """DN * scale past float32's range is no value: dropped as non-finite, never an inf atom."""
+    from types import SimpleNamespace
+
+    from atomizer.readers.pixels import _reduce
+
+    plane = (np.arange(size * size) * 37 % 1000 + 1).astype(np.uint16).reshape(size, size)
+    plan = SimpleNamespace(nodata=(), scale=1e36, offset=0.0)  # DN >= 341 overflows float32
+    reading = SimpleNamespace(min=None, max=None, n_atoms=0, n_nodata=0, n_nonfinite=0)
+    piece = _reduce(plane, None, plan, reading)
+    want = int(np.count_nonzero(plane.astype(np.float64) * 1e36 > np.finfo(np.float32).max))
+    assert want > 0 and reading.n_nonfinite == want
+    assert piece.values.size == plane.size - want == reading.n_atoms
+    values = piece.lut[piece.values] if piece.lut is not None else piece.values
+    assert (piece.lut is not None) == (size == 256)
+    assert np.isfinite(values).all() and np.isfinite(reading.max)
+    kept = np.unpackbits(piece.packed_mask, count=plane.size).astype(bool)
+    assert kept.sum() == piece.values.size and not kept[(plane.ravel() >= 341)].any()
