@@ -58,20 +58,21 @@ def test_a_process_with_glibcs_own_thresholds_is_left_alone(monkeypatch):
 
 
 @pytest.mark.slow
-def test_local_cluster_workers_run_without_the_profiler_and_with_a_slow_tick():
+def test_local_cluster_workers_run_with_the_project_settings():
     from distributed import Client
+
+    keys = sorted(cluster.LOCAL_CLUSTER_CONFIG)
 
     def settings():
         import dask
 
-        return (dask.config.get("distributed.worker.profile.enabled"),
-                dask.config.get("distributed.admin.tick.interval"),
-                os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        return [dask.config.get(k) for k in keys], os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
     with cluster.local_cluster(1) as lc, Client(lc) as client:
         (got,) = client.run(settings).values()
-    assert got[0] is False and got[1] == "1s"
-    assert got[2] is not None  # Dask's memory release stays; task_malloc works within it
+    assert dict(zip(keys, got[0])) == cluster.LOCAL_CLUSTER_CONFIG
+    assert cluster.LOCAL_CLUSTER_CONFIG["distributed.worker.profile.enabled"] is False
+    assert got[1] is not None  # Dask's memory release stays; task_malloc works within it
 
 
 class _Recorder:

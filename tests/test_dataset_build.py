@@ -120,6 +120,7 @@ def test_second_build_reuses_every_shard_and_rebuilds_only_missing_or_corrupt(ti
     build_dataset(spec_model, out, workers=0)
     shards = sorted((out / "shards").iterdir())
     before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in shards}
+    outputs = {name: (out / name).read_bytes() for name in ("manifest.json", "stats.json", "errors.jsonl")}
     again = build_dataset(spec_model, out, workers=0)
     assert (again.n_reused, again.n_built) == (3, 0)
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in shards} == before
@@ -128,6 +129,8 @@ def test_second_build_reuses_every_shard_and_rebuilds_only_missing_or_corrupt(ti
     third = build_dataset(spec_model, out, workers=0)
     assert (third.n_reused, third.n_built) == (1, 2)
     assert {p.name: p.read_bytes() for p in shards} == {k: v[0] for k, v in before.items()}
+    # headers read back from reused shards and those returned by fresh tasks make the same files
+    assert {name: (out / name).read_bytes() for name in outputs} == outputs
 
 
 def test_quality_mask_drops_atoms_on_flagged_scl_pixels(tile_inputs):

@@ -42,10 +42,15 @@ class BuildResult:
     n_errors: int
 
 
-def run_task(task: ShardTask, out: str) -> dict[str, Any]:
-    """Read one task's chips and write its shard; returns ``{"header": ...}`` or ``{"error": ...}``.
+def run_task(task: ShardTask, out: str) -> str:
+    """Read one task's chips and write its shard; returns ``{"header": ...}`` or ``{"error": ...}``
+    as JSON text.
 
-    Runs on a Dask worker: everything it needs is in ``task``; it never raises for bad input.
+    Runs on a Dask worker: everything it needs is in ``task``; it never raises for bad input. The
+    result is text because a worker measures every result it holds (``dask.sizeof``), which walks
+    a nested header (100 chips' rows) at a few percent of a build's time, and pickles it to send
+    it; text is measured and sent as it is. It is also what a reused shard's header is (JSON with
+    sorted keys), so a resumed build writes the same manifest as a fresh one.
     """
     from atomizer.readers.remote import gdal_env
 
@@ -56,10 +61,11 @@ def run_task(task: ShardTask, out: str) -> dict[str, Any]:
         stats = {req.sensor.id: {b: st.to_json() for b, st in _shard_stats(got.chips).items()}}
         header = save_shard(Path(out) / task.name, got.chips, got.rows, task=task.key, stats=stats,
                             skipped=got.skipped)
-        return {"header": header}
+        result: dict[str, Any] = {"header": header}
     except Exception as exc:  # noqa: BLE001 - any failure of one item is recorded, never fatal
-        return {"error": describe_failure(exc), "item_id": str(req.item.get("id")),
-                "labels": len(req.labels)}
+        result = {"error": describe_failure(exc), "item_id": str(req.item.get("id")),
+                  "labels": len(req.labels)}
+    return json.dumps(result, sort_keys=True, separators=(",", ":"))  # as the shard's header
 
 
 def _shard_stats(chips: list[Any]) -> dict[str, Any]:
@@ -139,7 +145,8 @@ def _execute(plan: BuildPlan, todo: list[ShardTask], folder: Path, headers: dict
     if not todo:
         return failures
     with TaskRunner(workers, scheduler, error=DatasetError) as runner:
-        for task, result in runner.run(run_task, todo, str(folder), key=lambda t: f"shard-{t.key}"):
+        for task, text in runner.run(run_task, todo, str(folder), key=lambda t: f"shard-{t.key}"):
+            result = json.loads(text)
             done += 1
             if "error" in result:
                 failures.append({k: result[k] for k in ("item_id", "error")} | {"shard": task.name})
