@@ -19,13 +19,14 @@ A cross-field check that wants to point at a key deeper than the model it runs i
 from __future__ import annotations
 
 import difflib
+import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from atomizer.documents import YamlDocument, read_yaml
 from atomizer.errors import ConfigError
@@ -42,6 +43,44 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """``true``/``false`` where a number is meant is an error (pydantic reads it as 1/0:
+        ``chip_m: true`` was a 1 m chip, ``--set epochs=true`` one epoch)."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _bool_for_number(field.annotation, value):
+            raise ValueError("true/false is not a number here; write a number")
+        return value
+
+
+_SEQUENCES = (list, tuple, set, frozenset, Sequence, typing.Sequence)
+_MAPPINGS = (dict, Mapping, typing.Mapping)
+
+
+def _bool_for_number(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` holds a bool where ``annotation`` takes a number and no bool: the value
+    itself, or an item of a list / tuple / set or a value of a mapping whose items are numbers."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _bool_for_number(typing.get_args(annotation)[0], value)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if any(o is bool or o is Any or o is object for o in options):
+            return False
+        return any(_bool_for_number(o, value) for o in options)
+    if annotation in (int, float):
+        return isinstance(value, bool)
+    if origin in _SEQUENCES and isinstance(value, (list, tuple, set, frozenset)):
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        if origin is tuple and len(args) > 1 and len(args) == len(value):
+            return any(_bool_for_number(a, v) for a, v in zip(args, value))
+        return bool(args) and any(_bool_for_number(args[0], v) for v in value)
+    if origin in _MAPPINGS and isinstance(value, Mapping):
+        args = typing.get_args(annotation)
+        return len(args) == 2 and any(_bool_for_number(args[1], v) for v in value.values())
+    return False
 
 
 class LocatedError(ValueError):

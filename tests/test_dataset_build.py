@@ -217,6 +217,7 @@ def test_a_mostly_failing_build_stops_without_a_manifest(toy, host):
     [
         ({"labels": {"path": "labels.geojson", "column": "lc"}}, "has no column 'lc'"),
         ({"chip_m": -3}, "chip_m"),
+        ({"chip_m": True}, "chip_m: true/false is not a number"),  # was a 1 m chip
         ({"chipm": 3}, "did you mean 'chip_m'"),
         ({"mask": ["clouds"]}, "unknown mask"),
         ({"split": {"blocks_m": 10, "group": "g"}}, "give one of"),

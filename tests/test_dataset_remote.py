@@ -149,13 +149,17 @@ def test_an_unreachable_url_is_recorded_and_skipped(served, tmp_path):
     server, root, folder = served
     good = _item(root, f"http://127.0.0.1:{server.server_address[1]}")
     dead = _item(root, "http://127.0.0.1:9/nowhere", item_id="dead")
-    write_item_collection(tmp_path / "items.json", [good, dead])
+    missing = _item(root, f"http://127.0.0.1:{server.server_address[1]}/gone", item_id="missing")  # 404
+    write_item_collection(tmp_path / "items.json", [good, dead, missing])
     write_points(tmp_path / "labels.geojson", scl_points(folder / SCL_NAME, per_class=1, seed=5, size_px=SIZE_PX))
     spec = write_spec(tmp_path / "spec.yaml", items="items.json", sensor="sentinel2a-l2a",
                       bands=list(BANDS), labels={"path": "labels.geojson", "column": "landcover"},
                       chip_m=CHIP_M)
-    result = build_dataset(load_dataset_spec(spec), tmp_path / "out", workers=0)
-    assert (result.n_chips, result.n_failed) == (3, 1)
+    result = build_dataset(load_dataset_spec(spec), tmp_path / "out", workers=0, max_failures=0.9)
+    assert (result.n_chips, result.n_failed) == (3, 2)
     errors = [json.loads(x) for x in (tmp_path / "out" / "errors.jsonl").read_text().splitlines()]
-    assert [e["item_id"] for e in errors] == ["dead"]
-    assert "127.0.0.1:9" in errors[0]["error"]
+    assert sorted(e["item_id"] for e in errors) == ["dead", "missing"]
+    for e in errors:  # said as a network failure, not as a corrupt file
+        assert "cannot fetch http://127.0.0.1:" in e["error"], e
+        assert "check the URL, the network and that the server answers" in e["error"]
+        assert "corrupt" not in e["error"]

@@ -188,3 +188,37 @@ def test_render_errors_without_document():
     except ValidationError as exc:
         lines = render_errors(exc, origin="mem")
     assert lines == ["mem: title: Input should be a valid string (got 1)"]
+
+
+class Numbers(StrictModel):
+    size_m: float = 1.0
+    count: int | None = None
+    weights: list[float] = []
+    pair: tuple[str, float] = ("a", 1.0)
+    scale: dict[str, float] = {}
+    flag: bool = False
+    either: float | bool = 0.0
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("size_m: true", "size_m"), ("count: false", "count"), ("weights: [1, true]", "weights"),
+    ("pair: [b, yes]", "pair"), ("scale: {x: true}", "scale"),
+])
+def test_true_or_false_where_a_number_is_meant_is_one_line(tmp_path, text, key):
+    """pydantic reads a bool as 1/0 in a number field: ``chip_m: true`` was a 1 m chip."""
+    p = _write(tmp_path, text + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(Numbers, p)
+    assert str(info.value) == f"{p}:1: {key}: true/false is not a number here; write a number"
+    with pytest.raises(ConfigError, match="true/false is not a number"):  # the same through --set
+        load_config(Numbers, _write(tmp_path, "{}\n", "empty.yaml"), [text.replace(": ", "=", 1)])
+
+
+@settings(max_examples=80, deadline=None)
+@given(size=st.one_of(st.integers(-10**6, 10**6), st.floats(-1e6, 1e6)),
+       weights=st.lists(st.one_of(st.integers(-9, 9), st.floats(-9, 9)), max_size=4),
+       flag=st.booleans(), either=st.one_of(st.booleans(), st.floats(-9, 9)))
+def test_numbers_and_bools_where_they_are_meant_still_load(size, weights, flag, either):
+    got = Numbers.model_validate({"size_m": size, "weights": weights, "flag": flag, "either": either,
+                                  "count": None, "scale": {"x": size}})
+    assert got.size_m == size and got.weights == weights and got.flag is flag and got.either == either

@@ -221,6 +221,8 @@ def test_modality_key_ignores_band_order_and_case():
     ({"optimizer": {"base_lr": 1e300}}, "less than or equal to 100"),
     ({"models": [{"name": "atomizer", "label": "../elsewhere"}]}, "should match pattern"),
     ({"models": [{"name": "atomizer", "label": "/tmp/x"}]}, "should match pattern"),
+    ({"epochs": True}, "true/false is not a number"),  # was one epoch
+    ({"optimizer": {"base_lr": False}}, "true/false is not a number"),
 ])
 def test_values_that_overflow_or_escape_the_output_folder_are_refused(change, message):
     from atomizer.training.config import validate_config

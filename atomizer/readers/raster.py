@@ -29,7 +29,7 @@ from atomizer.readers.base import (
 )
 from atomizer.readers.pixels import rasterio_message, read_atoms
 from atomizer.readers.plan import BandPlan, BandSource, _Grid
-from atomizer.readers.remote import gdal_env, is_remote
+from atomizer.readers.remote import NETWORK_ADVICE, gdal_env, is_remote, network_failure
 from atomizer.sensors.spec import check_gsd_m, check_offset, check_scale
 
 #: Points per edge used when projecting a lon/lat bbox (its edges curve in a projected CRS).
@@ -70,8 +70,11 @@ def open_dataset(href: str, label: str, stack: contextlib.ExitStack) -> Any:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return stack.enter_context(rasterio.open(href))
     except RasterioError as exc:
+        message = rasterio_message(exc)
+        if network_failure(href, message):
+            raise ReaderError(f"{label}: cannot fetch {href} ({message}); {NETWORK_ADVICE}") from None
         raise ReaderError(
-            f"{label}: cannot open {href} as a raster ({rasterio_message(exc)}); the file is "
+            f"{label}: cannot open {href} as a raster ({message}); the file is "
             "corrupt, truncated or not an image GDAL can read"
         ) from None
 

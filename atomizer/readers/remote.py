@@ -31,6 +31,17 @@ CLOUD_GDAL_OPTIONS: dict[str, str] = {
 }
 
 
+#: Words of GDAL's messages for a request that failed on the network (a refused connection, a
+#: timeout, an HTTP error status), not on the file's content, and what to check then.
+NETWORK_FAILURES = ("CURL error", "HTTP response code", "HTTP error code")
+NETWORK_ADVICE = "check the URL, the network and that the server answers"
+
+
+def network_failure(href: str, message: str) -> bool:
+    """Whether reading the remote ``href`` failed on the network, going by GDAL's ``message``."""
+    return is_remote(href) and any(mark in message for mark in NETWORK_FAILURES)
+
+
 def gdal_env(**extra: Any) -> Any:
     """A :class:`rasterio.Env` with :data:`CLOUD_GDAL_OPTIONS` and ``extra`` (a context manager)."""
     import rasterio
