@@ -255,3 +255,17 @@ def test_a_malformed_scheduler_address_is_one_error(toy, address):
     tmp, spec, _ = toy
     with pytest.raises(DatasetError, match="is not a Dask scheduler address"):
         build_dataset(load_dataset_spec(spec()), tmp / "out", scheduler=address)
+
+
+@pytest.mark.parametrize(("href", "kind"), [("/dev/zero", "a device"), ("rasters", "a folder")])
+def test_an_asset_that_is_a_device_or_folder_is_recorded_as_such(toy, href, kind):
+    """GDAL would read /dev/zero without end; both were reported as 'does not exist'."""
+    tmp, spec, _ = toy
+    items = json.loads((tmp / "items.json").read_text())
+    target = href if href.startswith("/") else str(tmp / href)
+    items["features"][1]["assets"]["B04"]["href"] = target
+    (tmp / "items.json").write_text(json.dumps(items))
+    result = build_dataset(load_dataset_spec(spec()), tmp / "out", workers=0, max_failures=0.9)
+    assert (result.n_chips, result.n_failed) == (3, 1)
+    errors = (tmp / "out" / "errors.jsonl").read_text()
+    assert f"{target} is {kind}, not an image file; fix the href" in errors

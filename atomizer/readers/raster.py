@@ -59,12 +59,18 @@ def open_dataset(href: str, label: str, stack: contextlib.ExitStack) -> Any:
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
     if not _is_url(href):
-        from pathlib import Path
+        import os
 
-        if not Path(href).is_file():
+        from atomizer.io import file_kind
+
+        try:
+            kind = file_kind(os.stat(href).st_mode)
+        except OSError:
             raise ReaderError(
                 f"{label}: file {href} does not exist; fix the href or download the asset first"
-            )
+            ) from None
+        if kind is not None:  # a folder or /dev/zero: GDAL would read it without end or say nothing
+            raise ReaderError(f"{label}: {href} is {kind}, not an image file; fix the href")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
