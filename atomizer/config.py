@@ -49,38 +49,69 @@ class StrictModel(BaseModel):
     def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
         """``true``/``false`` where a number is meant is an error (pydantic reads it as 1/0:
         ``chip_m: true`` was a 1 m chip, ``--set epochs=true`` one epoch)."""
-        field = cls.model_fields.get(info.field_name or "")
-        if field is not None and _bool_for_number(field.annotation, value):
+        key = (cls, info.field_name or "")
+        check = _BOOL_CHECKS.get(key, _UNSEEN)
+        if check is _UNSEEN:
+            field = cls.model_fields.get(key[1])
+            check = _BOOL_CHECKS[key] = None if field is None else _bool_check(field.annotation)
+        if check is not None and check(value):
             raise ValueError("true/false is not a number here; write a number")
         return value
 
 
 _SEQUENCES = (list, tuple, set, frozenset, Sequence, typing.Sequence)
 _MAPPINGS = (dict, Mapping, typing.Mapping)
+_UNSEEN = object()
+#: (model, field) -> the field's check (None: it takes no number), made once per field: models
+#: with long number lists (spectral responses) are validated often.
+_BOOL_CHECKS: dict[tuple[type, str], Callable[[Any], bool] | None] = {}
+BoolCheck = Callable[[Any], bool]
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _bool_check(annotation: Any) -> BoolCheck | None:
+    """A function telling whether a value holds a bool where ``annotation`` takes a number and no
+    bool (the value itself, an item of a list / tuple / set, a value of a mapping), or None when
+    the annotation takes no number at all."""
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+    if origin is typing.Annotated:
+        return _bool_check(args[0])
+    if origin in (typing.Union, types.UnionType):
+        if any(o is bool or o is Any or o is object for o in args):
+            return None
+        checks = [c for c in map(_bool_check, args) if c is not None]
+        return (lambda v: any(c(v) for c in checks)) if checks else None
+    if annotation in (int, float):
+        return _is_bool
+    if origin in _SEQUENCES:
+        if origin is tuple and len(args) > 1:  # tuple[str, float]: item by item
+            slots = [_bool_check(a) for a in args]
+            if all(c is None for c in slots):
+                return None
+            return lambda v: (isinstance(v, (list, tuple)) and len(v) == len(slots)
+                              and any(c is not None and c(x) for c, x in zip(slots, v)))
+        item = _bool_check(args[0]) if args else None
+        if item is None:
+            return None
+        if item is _is_bool:  # numbers: one pass in C over the items' types
+            return lambda v: isinstance(v, (list, tuple, set, frozenset)) and bool in set(map(type, v))
+        return lambda v: isinstance(v, (list, tuple, set, frozenset)) and any(map(item, v))
+    if origin in _MAPPINGS and len(args) == 2:
+        value_check = _bool_check(args[1])
+        if value_check is None:
+            return None
+        return lambda v: isinstance(v, Mapping) and any(map(value_check, v.values()))
+    return None
 
 
 def _bool_for_number(annotation: Any, value: Any) -> bool:
-    """Whether ``value`` holds a bool where ``annotation`` takes a number and no bool: the value
-    itself, or an item of a list / tuple / set or a value of a mapping whose items are numbers."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _bool_for_number(typing.get_args(annotation)[0], value)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if any(o is bool or o is Any or o is object for o in options):
-            return False
-        return any(_bool_for_number(o, value) for o in options)
-    if annotation in (int, float):
-        return isinstance(value, bool)
-    if origin in _SEQUENCES and isinstance(value, (list, tuple, set, frozenset)):
-        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
-        if origin is tuple and len(args) > 1 and len(args) == len(value):
-            return any(_bool_for_number(a, v) for a, v in zip(args, value))
-        return bool(args) and any(_bool_for_number(args[0], v) for v in value)
-    if origin in _MAPPINGS and isinstance(value, Mapping):
-        args = typing.get_args(annotation)
-        return len(args) == 2 and any(_bool_for_number(args[1], v) for v in value.values())
-    return False
+    """Whether ``value`` holds a bool where ``annotation`` takes a number and no bool."""
+    check = _bool_check(annotation)
+    return check is not None and check(value)
 
 
 class LocatedError(ValueError):
