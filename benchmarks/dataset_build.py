@@ -365,8 +365,8 @@ def main() -> None:
         results["build"] = {
             "chips": n_chips, "shards": -(-n_chips // args.shard_chips), "seconds": times, "median_s": med,
             "chips_per_s": {k: n_chips / v for k, v in med.items()},
-            # the targets are judged on the median of the rounds' own ratios: both builds of a
-            # ratio ran within seconds of each other, so the machine's slow phases cancel
+            # the median of the rounds' own ratios (both builds of a ratio ran within seconds of
+            # each other) beside the ratio of the medians: the machine's speed drifts in phases
             "per_round": paired,
             **{name: statistics.median(v) for name, v in paired.items()},
             "ratio_of_medians": {name: med[num] / med[den] for name, (num, den) in RATIOS.items()
