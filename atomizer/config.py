@@ -62,10 +62,10 @@ class StrictModel(BaseModel):
 _SEQUENCES = (list, tuple, set, frozenset, Sequence, typing.Sequence)
 _MAPPINGS = (dict, Mapping, typing.Mapping)
 _UNSEEN = object()
+BoolCheck = Callable[[Any], bool]
 #: (model, field) -> the field's check (None: it takes no number), made once per field: models
 #: with long number lists (spectral responses) are validated often.
-_BOOL_CHECKS: dict[tuple[type, str], Callable[[Any], bool] | None] = {}
-BoolCheck = Callable[[Any], bool]
+_BOOL_CHECKS: dict[tuple[type, str], BoolCheck | None] = {}
 
 
 def _is_bool(value: Any) -> bool:
@@ -106,12 +106,6 @@ def _bool_check(annotation: Any) -> BoolCheck | None:
             return None
         return lambda v: isinstance(v, Mapping) and any(map(value_check, v.values()))
     return None
-
-
-def _bool_for_number(annotation: Any, value: Any) -> bool:
-    """Whether ``value`` holds a bool where ``annotation`` takes a number and no bool."""
-    check = _bool_check(annotation)
-    return check is not None and check(value)
 
 
 class LocatedError(ValueError):

@@ -25,7 +25,7 @@ from atomizer.errors import ReaderError
 from atomizer.readers.base import BandReading, ProgressCallback
 from atomizer.readers.gdal_errors import watcher
 from atomizer.readers.plan import BandPlan
-from atomizer.readers.remote import NETWORK_ADVICE, gdal_env, is_remote, network_failure
+from atomizer.readers.remote import gdal_env, is_remote
 
 #: Elements converted at a time (bounds the float64 and index temporaries).
 CHUNK_ELEMENTS = 1 << 20
@@ -314,12 +314,10 @@ def _read_band(
         if seen is not None and seen.count() != before:
             plane, mask = _read_verified(href, plan)
     except RasterioError as exc:
-        src, message = plan.source, rasterio_message(exc)
-        advice = (NETWORK_ADVICE if network_failure(href, message)
-                  else "the file is corrupt or truncated: download it again")
+        src = plan.source
         raise ReaderError(
-            f"asset {src.asset!r}: reading band {src.asset_band} of {href} failed ({message}); "
-            f"{advice}"
+            f"asset {src.asset!r}: reading band {src.asset_band} of {href} failed "
+            f"({rasterio_message(exc)}); the file is corrupt or truncated: download it again"
         ) from None
     finally:
         if owned and ds is not None:
